@@ -1,0 +1,237 @@
+//! The configuration tree of every role.
+//!
+//! Layers, later wins: built-in defaults (enough for the embedded mode with no file at
+//! all) → the TOML file given with `--config` → `LOADSTAR_` environment variables, where
+//! `__` separates levels (`LOADSTAR_DATABASE__URL`) → command-line flags, which the
+//! binary applies on top. Unknown keys are errors, so a typo never silently falls back
+//! to a default. `LOADSTAR_TEST_*` variables belong to the test harness and are ignored.
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize, Serializer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything a loadstar process can be told.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for every local file: the SQLite database, later uploads and queues.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub node: NodeConfig,
+    pub log: LogConfig,
+}
+
+/// The HTTP listener of the api role.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest request body accepted; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// A request still running after this many seconds is answered 503.
+    pub request_timeout_secs: u64,
+    /// On SIGTERM, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Where the domain data lives.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Empty: SQLite at `<data_dir>/loadstar.db`. `sqlite://path` or `postgres://…`.
+    #[serde(serialize_with = "serialize_redacted_url")]
+    pub url: String,
+    /// Connections per pool (readers on SQLite; the single pool on PostgreSQL).
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before it fails with 503.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+fn serialize_redacted_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::secret::redact_url_password(url))
+}
+
+/// Credentials and sessions.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of a login session.
+    pub session_ttl_secs: u64,
+    /// Argon2id memory cost in KiB (OWASP minimum: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes over memory.
+    pub argon2_iterations: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 24 * 60 * 60,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+        }
+    }
+}
+
+/// Identity of this process among its peers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// 0–1023, unique per running process: it is part of every id this node makes.
+    pub id: u16,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter directive, e.g. `info` or `loadstar=debug,sqlx=warn`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal, human-readable when it is.
+    #[default]
+    Auto,
+    Json,
+    Text,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Rule(String),
+}
+
+impl Config {
+    /// Loads defaults, then the optional TOML file, then `LOADSTAR_` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env = Env::prefixed("LOADSTAR_")
+            .filter(|key| !key.as_str().starts_with("test_"))
+            .split("__");
+        let config: Config = figment.merge(env).extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks rules that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node.id > crate::ids::MAX_NODE_ID {
+            return Err(ConfigError::Rule(format!(
+                "node.id must be at most {}",
+                crate::ids::MAX_NODE_ID
+            )));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::Rule(
+                "database.max_connections must be at least 1".to_owned(),
+            ));
+        }
+        if self.server.body_limit_bytes == 0 {
+            return Err(ConfigError::Rule(
+                "server.body_limit_bytes must be at least 1".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted: what `loadstar config` prints.
+    pub fn to_redacted_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|error| ConfigError::Rule(error.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_the_embedded_mode_without_a_file() {
+        let config = Config::default();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert!(config.database.url.is_empty());
+        assert_eq!(config.server.body_limit_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn printed_config_masks_database_passwords() {
+        let mut config = Config::default();
+        config.database.url = "postgres://app:topsecret@db:5432/shop".to_owned();
+        let printed = config.to_redacted_toml().unwrap();
+        assert!(!printed.contains("topsecret"), "{printed}");
+        assert!(printed.contains("postgres://app:***@db:5432/shop"), "{printed}");
+        assert!(printed.contains("[server]"), "{printed}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n")?;
+            let error = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(error.to_string().contains("lisen"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("a.toml", "[database]\nmax_connections = 3\n")?;
+            jail.set_env("LOADSTAR_DATABASE__MAX_CONNECTIONS", "7");
+            jail.set_env("LOADSTAR_TEST_DATABASE_URL", "postgres://ignored");
+            let config = Config::load(Some(Path::new("a.toml"))).unwrap();
+            assert_eq!(config.database.max_connections, 7);
+            Ok(())
+        });
+    }
+}

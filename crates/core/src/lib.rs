@@ -1,0 +1,29 @@
+//! Shared foundation of every loadstar role.
+//!
+//! Nothing here knows about the shop domain. The pieces:
+//!
+//! - [`config`]: the one configuration tree, layered defaults → TOML file → `LOADSTAR_`
+//!   environment, with secrets that never print.
+//! - [`problem`]: RFC 9457 `application/problem+json`, the only error shape a client sees.
+//! - [`request_context`]: the request id (accepted or generated) and the middleware that
+//!   echoes it and turns every bare error response into a problem.
+//! - [`ids`]: 64-bit time-ordered ids (snowflake layout) serialised as strings.
+//! - [`timestamp`]: UTC instants stored as integer microseconds, shown as RFC 3339.
+//! - [`telemetry`] and [`request_telemetry`]: structured logs (JSON off a terminal), one
+//!   access-log line per request, and Prometheus metrics labelled by route template.
+//! - [`shutdown`]: one cancellation token tied to SIGINT/SIGTERM.
+
+pub mod config;
+pub mod ids;
+pub mod problem;
+pub mod request_context;
+pub mod request_telemetry;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+pub mod timestamp;
+
+pub use ids::{Id, IdGenerator};
+pub use problem::{FieldError, Problem};
+pub use secret::Secret;
+pub use timestamp::Timestamp;

@@ -1,0 +1,138 @@
+//! Request extractors whose every failure is a precise problem, not a framework default.
+
+use crate::error::ShopError;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use loadstar_core::{FieldError, Id};
+use serde::de::DeserializeOwned;
+
+/// A JSON request body. Accepts `application/json` and any `+json` type (so
+/// `application/merge-patch+json` works), maps syntax errors to 400 `bad-request`, type and
+/// shape errors to 400 `validation` naming the field, oversize bodies to 413 and other
+/// media types to 415.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ShopError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !has_json_content_type(&request) {
+            return Err(ShopError::UnsupportedMediaType(
+                "send the body as application/json".to_owned(),
+            ));
+        }
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ShopError::PayloadTooLarge
+                } else {
+                    ShopError::BadRequest("the request body could not be read".to_owned())
+                }
+            })?;
+        parse_json(&body).map(JsonBody)
+    }
+}
+
+fn has_json_content_type(request: &Request) -> bool {
+    let Some(value) = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Deserialises `body`, reporting the path of the first offending field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ShopError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let inner = error.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ShopError::BadRequest(format!("the body is not valid JSON: {inner}"));
+        }
+        let path = error.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ShopError::Validation(vec![FieldError::new(field, strip_position(&inner.to_string()))])
+    })?;
+    deserializer
+        .end()
+        .map_err(|_| ShopError::BadRequest("the body has trailing data after the JSON value".to_owned()))?;
+    Ok(value)
+}
+
+/// `serde_json` appends " at line L column C" to data errors; clients want the reason.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Parses an id taken from the path; `name` is the path parameter's name for the error.
+pub fn path_id(name: &str, raw: &str) -> Result<Id, ShopError> {
+    raw.parse().map_err(|_| {
+        ShopError::Validation(vec![FieldError::new(
+            name,
+            "must be a positive 64-bit integer id",
+        )])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Sample {
+        name: String,
+        items: Vec<Item>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Item {
+        quantity: u32,
+    }
+
+    #[test]
+    fn syntax_errors_are_bad_requests() {
+        let error = parse_json::<Sample>(b"{\"name\": ").unwrap_err();
+        assert!(matches!(error, ShopError::BadRequest(_)), "{error:?}");
+    }
+
+    #[test]
+    fn type_errors_name_the_nested_field() {
+        let error =
+            parse_json::<Sample>(br#"{"name":"a","items":[{"quantity":"x"}]}"#).unwrap_err();
+        let ShopError::Validation(errors) = error else {
+            panic!("expected validation error, got {error:?}");
+        };
+        assert_eq!(errors[0].field, "items[0].quantity");
+        assert!(!errors[0].message.contains("line"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn missing_fields_are_reported_against_the_body() {
+        let ShopError::Validation(errors) = parse_json::<Sample>(br#"{"items":[]}"#).unwrap_err()
+        else {
+            panic!("expected validation error");
+        };
+        assert_eq!(errors[0].field, "body");
+        assert!(errors[0].message.contains("name"));
+    }
+}

@@ -1,0 +1,99 @@
+//! The catalog: products with price, currency and stock.
+//!
+//! Anyone may browse; admins write. Every product carries a `version` that increments
+//! on each change (including stock moves by orders); it is the `ETag`, so conditional
+//! reads (`If-None-Match` → 304) and optimistic writes (`If-Match` → 412) come for free.
+
+pub mod conditional;
+pub mod repository;
+pub mod routes;
+
+use crate::error::ShopResult;
+use crate::validation::{is_currency_code, Validator};
+use loadstar_core::{Id, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// Highest price accepted, in minor units (ten billion of a currency's major unit).
+pub const MAX_PRICE_CENTS: i64 = 1_000_000_000_000;
+/// Highest stock level accepted.
+pub const MAX_STOCK: i64 = 1_000_000_000;
+
+/// A product as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    pub id: Id,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    /// Price in minor units of `currency` (cents for EUR/USD).
+    pub price_cents: i64,
+    /// ISO 4217 code, e.g. `EUR`.
+    pub currency: String,
+    pub stock: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+impl Product {
+    /// The entity tag of this version of the product.
+    pub fn etag(&self) -> String {
+        format!("\"v{}\"", self.version)
+    }
+}
+
+/// Body of `POST /v1/products` and `PUT /v1/products/{productId}`: every writable field.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProductInput {
+    pub sku: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub price_cents: i64,
+    pub currency: String,
+    pub stock: i64,
+}
+
+impl ProductInput {
+    /// Trims text fields and checks every rule, reporting all failures at once.
+    pub fn validated(mut self) -> ShopResult<Self> {
+        self.sku = self.sku.trim().to_owned();
+        self.name = self.name.trim().to_owned();
+        self.description = self.description.trim().to_owned();
+        let mut validator = Validator::new();
+        validator
+            .text_length("sku", &self.sku, 1, 64)
+            .check(
+                self.sku
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
+                "sku",
+                "may contain only letters, digits, '-', '_' and '.'",
+            )
+            .text_length("name", &self.name, 1, 200)
+            .text_length("description", &self.description, 0, 5_000)
+            .range("priceCents", self.price_cents, 0, MAX_PRICE_CENTS)
+            .check(
+                is_currency_code(&self.currency),
+                "currency",
+                "must be an ISO 4217 code of three capital letters",
+            )
+            .range("stock", self.stock, 0, MAX_STOCK);
+        validator.finish()?;
+        Ok(self)
+    }
+
+    fn from_product(product: &Product) -> Self {
+        Self {
+            sku: product.sku.clone(),
+            name: product.name.clone(),
+            description: product.description.clone(),
+            price_cents: product.price_cents,
+            currency: product.currency.clone(),
+            stock: product.stock,
+        }
+    }
+}

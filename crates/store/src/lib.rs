@@ -1,0 +1,32 @@
+//! Database access for every loadstar role.
+//!
+//! One portable data-access path: the domain writes plain SQL with `$1`-style placeholders
+//! and portable types (`BIGINT`, `TEXT`) and runs it through `sqlx`'s `Any` driver, so the
+//! same repository code runs on the embedded SQLite file and on PostgreSQL. Only the
+//! migrations and a handful of connection settings differ per backend (see
+//! `docs/decisions/0001-data-access.md`).
+//!
+//! - [`Database`]: the pools. Writes go to [`Database::writer`], reads that tolerate
+//!   running on a replica go to [`Database::reader`]. On SQLite the writer is a single
+//!   connection (SQLite allows one writer; queuing in the pool beats `SQLITE_BUSY`) and
+//!   readers are many WAL snapshots; on PostgreSQL both are the primary for now, and the
+//!   replica router slots in behind `reader` later without touching callers.
+//! - [`Backend`]: which engine a URL names, for the few places that must know.
+//! - [`StoreError`]: failures in the caller's terms (conflict, unavailable, other).
+
+mod backend;
+mod database;
+mod error;
+mod migrations;
+
+pub use backend::Backend;
+pub use database::Database;
+pub use error::StoreError;
+
+/// The `sqlx` types repositories need, re-exported so the domain has one import path and
+/// one version of them.
+pub mod sql {
+    pub use sqlx::any::AnyRow;
+    pub use sqlx::AnyPool;
+    pub use sqlx::{query, Any, Error, Executor, Row, Transaction};
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run the workspace tests (the README's test command).
+#
+# Tests use LOADSTAR_TEST_DATABASE_URL as an *admin* URL and create a fresh
+# database per test. If it is not set, scripts/postgres.sh makes sure a local
+# PostgreSQL is running and provides it; set LOADSTAR_TEST_SKIP_POSTGRES=1 to
+# skip that (tests that need PostgreSQL then decide for themselves what to do).
+#
+# Extra arguments go to `cargo test`, e.g. `scripts/test.sh -p shop -- --nocapture`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ -z "${LOADSTAR_TEST_DATABASE_URL:-}" && "${LOADSTAR_TEST_SKIP_POSTGRES:-0}" != 1 ]]; then
+    pg_out="$(bash scripts/postgres.sh)"
+    LOADSTAR_TEST_DATABASE_URL="$(tail -n 1 <<<"$pg_out")"
+    [[ -n "$LOADSTAR_TEST_DATABASE_URL" ]] || { echo "test.sh: scripts/postgres.sh printed no URL" >&2; exit 1; }
+fi
+if [[ -n "${LOADSTAR_TEST_DATABASE_URL:-}" ]]; then
+    export LOADSTAR_TEST_DATABASE_URL
+    echo "test.sh: LOADSTAR_TEST_DATABASE_URL=${LOADSTAR_TEST_DATABASE_URL}" >&2
+fi
+
+exec cargo test --workspace --locked "$@"
