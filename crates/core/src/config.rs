@@ -209,14 +209,20 @@ mod tests {
         config.database.url = "postgres://app:topsecret@db:5432/shop".to_owned();
         let printed = config.to_redacted_toml().unwrap();
         assert!(!printed.contains("topsecret"), "{printed}");
-        assert!(printed.contains("postgres://app:***@db:5432/shop"), "{printed}");
+        assert!(
+            printed.contains("postgres://app:***@db:5432/shop"),
+            "{printed}"
+        );
         assert!(printed.contains("[server]"), "{printed}");
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("bad.toml", "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n")?;
+            jail.create_file(
+                "bad.toml",
+                "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
+            )?;
             let error = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
             assert!(error.to_string().contains("lisen"), "{error}");
             Ok(())

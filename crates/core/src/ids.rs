@@ -116,10 +116,12 @@ impl IdGenerator {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let candidate = (now_ms << SEQUENCE_BITS).max(last + 1);
-            match self
-                .last
-                .compare_exchange_weak(last, candidate, Ordering::AcqRel, Ordering::Relaxed)
-            {
+            match self.last.compare_exchange_weak(
+                last,
+                candidate,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return self.compose(candidate),
                 Err(actual) => last = actual,
             }

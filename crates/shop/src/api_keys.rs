@@ -79,15 +79,18 @@ pub async fn issue(
         .text_length("name", &input.name, 1, 100)
         .finish()?;
     let user = check_password(&state, &input.email, &input.password).await?;
-    let live: i64 = query("SELECT COUNT(*) AS live FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL")
-        .bind(user.id.as_i64())
-        .fetch_one(state.db.writer())
-        .await?
-        .try_get("live")?;
+    let live: i64 =
+        query("SELECT COUNT(*) AS live FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL")
+            .bind(user.id.as_i64())
+            .fetch_one(state.db.writer())
+            .await?
+            .try_get("live")?;
     if live >= MAX_KEYS_PER_USER {
         return Err(ShopError::Conflict {
             slug: "too-many-api-keys",
-            detail: format!("a user may hold at most {MAX_KEYS_PER_USER} live keys; revoke one first"),
+            detail: format!(
+                "a user may hold at most {MAX_KEYS_PER_USER} live keys; revoke one first"
+            ),
         });
     }
     let issued = issue_api_key();

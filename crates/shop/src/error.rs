@@ -93,9 +93,13 @@ impl ShopError {
                 slug,
                 detail,
                 errors,
-            } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, slug, "Unprocessable request")
-                .with_detail(detail.clone())
-                .with_errors(errors.clone()),
+            } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                slug,
+                "Unprocessable request",
+            )
+            .with_detail(detail.clone())
+            .with_errors(errors.clone()),
             ShopError::Unavailable(_) => {
                 Problem::unavailable("a dependency is temporarily unavailable; retry later")
             }
@@ -108,7 +112,9 @@ impl IntoResponse for ShopError {
     fn into_response(self) -> Response {
         match &self {
             ShopError::Internal(cause) => tracing::error!(error = %cause, "request failed"),
-            ShopError::Unavailable(cause) => tracing::warn!(error = %cause, "dependency unavailable"),
+            ShopError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "dependency unavailable")
+            }
             _ => {}
         }
         let mut response = self.to_problem().into_response();

@@ -51,7 +51,8 @@ fn has_json_content_type(request: &Request) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Deserialises `body`, reporting the path of the first offending field.
@@ -64,11 +65,14 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ShopError> {
         }
         let path = error.path().to_string();
         let field = if path == "." { "body".to_owned() } else { path };
-        ShopError::Validation(vec![FieldError::new(field, strip_position(&inner.to_string()))])
+        ShopError::Validation(vec![FieldError::new(
+            field,
+            strip_position(&inner.to_string()),
+        )])
     })?;
-    deserializer
-        .end()
-        .map_err(|_| ShopError::BadRequest("the body has trailing data after the JSON value".to_owned()))?;
+    deserializer.end().map_err(|_| {
+        ShopError::BadRequest("the body has trailing data after the JSON value".to_owned())
+    })?;
     Ok(value)
 }
 

@@ -47,7 +47,10 @@ pub fn router(state: ShopState) -> Router {
             axum::routing::delete(sessions::delete_current_session),
         )
         .route("/v1/api-keys", post(api_keys::issue).get(api_keys::list))
-        .route("/v1/api-keys/{keyId}", axum::routing::delete(api_keys::revoke))
+        .route(
+            "/v1/api-keys/{keyId}",
+            axum::routing::delete(api_keys::revoke),
+        )
         .route(
             "/v1/products",
             get(products::routes::list_products).post(products::routes::create_product),

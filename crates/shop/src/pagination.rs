@@ -34,11 +34,7 @@ pub struct PageRequest {
 
 impl PageRequest {
     /// Parses the raw `cursor` and `limit` query values, recording errors in `errors`.
-    pub fn parse(
-        cursor: Option<&str>,
-        limit: Option<&str>,
-        errors: &mut Vec<FieldError>,
-    ) -> Self {
+    pub fn parse(cursor: Option<&str>, limit: Option<&str>, errors: &mut Vec<FieldError>) -> Self {
         let after = match cursor.filter(|c| !c.is_empty()) {
             None => None,
             Some(raw) => match decode_cursor(raw) {
@@ -127,10 +123,16 @@ mod tests {
 
     #[test]
     fn a_full_page_with_a_look_ahead_row_has_a_next_cursor() {
-        let request = PageRequest { after: None, limit: 2 };
+        let request = PageRequest {
+            after: None,
+            limit: 2,
+        };
         let page = request.into_page(vec![1, 2, 3], |n| Id::from_i64(*n));
         assert_eq!(page.items, vec![1, 2]);
-        assert_eq!(page.next_cursor.as_deref().and_then(decode_cursor), Some(Id::from_i64(2)));
+        assert_eq!(
+            page.next_cursor.as_deref().and_then(decode_cursor),
+            Some(Id::from_i64(2))
+        );
         let last = request.into_page(vec![4], |n| Id::from_i64(*n));
         assert!(last.next_cursor.is_none());
     }

@@ -104,7 +104,14 @@ mod tests {
     #[test]
     fn emails_need_a_local_part_and_a_dotted_domain() {
         assert!(is_plausible_email("ada@example.com"));
-        for bad in ["ada", "@example.com", "ada@", "ada@example", "a da@example.com", "a@b@c.com"] {
+        for bad in [
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "a da@example.com",
+            "a@b@c.com",
+        ] {
             assert!(!is_plausible_email(bad), "{bad}");
         }
     }

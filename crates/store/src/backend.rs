@@ -24,7 +24,10 @@ impl Backend {
                 ))
             })?;
             let path = data_dir.join("loadstar.db");
-            return Ok((Backend::Sqlite, format!("sqlite://{}?mode=rwc", path.display())));
+            return Ok((
+                Backend::Sqlite,
+                format!("sqlite://{}?mode=rwc", path.display()),
+            ));
         }
         if url.starts_with("sqlite:") {
             let with_mode = if url.contains('?') {

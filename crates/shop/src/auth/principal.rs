@@ -41,8 +41,12 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     /// A login session; carries the token hash so logout can revoke exactly it.
-    Session { token_hash: String },
-    ApiKey { key_id: Id },
+    Session {
+        token_hash: String,
+    },
+    ApiKey {
+        key_id: Id,
+    },
 }
 
 /// An authenticated caller. Extracting it from a request without valid credentials
@@ -134,7 +138,9 @@ impl FromRequestParts<ShopState> for MaybePrincipal {
         let has_credentials = parts.headers.contains_key(header::AUTHORIZATION)
             || parts.headers.contains_key("x-api-key");
         if has_credentials {
-            Principal::from_request_parts(parts, state).await.map(|p| MaybePrincipal(Some(p)))
+            Principal::from_request_parts(parts, state)
+                .await
+                .map(|p| MaybePrincipal(Some(p)))
         } else {
             Ok(MaybePrincipal(None))
         }
@@ -147,10 +153,14 @@ async fn authenticate_session(state: &ShopState, token: &str) -> Result<Principa
         .sessions
         .find_active(&token_hash, Timestamp::now())
         .await?
-        .ok_or(ShopError::Unauthenticated("the session token is invalid or expired"))?;
+        .ok_or(ShopError::Unauthenticated(
+            "the session token is invalid or expired",
+        ))?;
     let role = user_role(state, session.user_id)
         .await?
-        .ok_or(ShopError::Unauthenticated("the session's user no longer exists"))?;
+        .ok_or(ShopError::Unauthenticated(
+            "the session's user no longer exists",
+        ))?;
     Ok(Principal {
         user_id: session.user_id,
         role,
@@ -189,7 +199,10 @@ async fn user_role(state: &ShopState, user_id: Id) -> Result<Option<Role>, ShopE
         .bind(user_id.as_i64())
         .fetch_optional(state.db.writer())
         .await?;
-    row.map(|row| row.try_get::<String, _>("role").map(|role| Role::from_stored(&role)))
-        .transpose()
-        .map_err(ShopError::from)
+    row.map(|row| {
+        row.try_get::<String, _>("role")
+            .map(|role| Role::from_stored(&role))
+    })
+    .transpose()
+    .map_err(ShopError::from)
 }

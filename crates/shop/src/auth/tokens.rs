@@ -71,7 +71,13 @@ mod tests {
 
     #[test]
     fn malformed_keys_do_not_split() {
-        for bad in ["", "lsk_", "lsk_abc_def", "xyz_0123456789ab_secret", "lsk_0123456789ab_"] {
+        for bad in [
+            "",
+            "lsk_",
+            "lsk_abc_def",
+            "xyz_0123456789ab_secret",
+            "lsk_0123456789ab_",
+        ] {
             assert!(split_api_key(bad).is_none(), "{bad}");
         }
     }

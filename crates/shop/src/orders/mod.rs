@@ -124,8 +124,9 @@ impl PlaceOrder {
         }
         if let Some(url) = &self.callback_url {
             let valid = url.len() <= 2_048
-                && url::Url::parse(url)
-                    .is_ok_and(|parsed| matches!(parsed.scheme(), "http" | "https") && parsed.has_host());
+                && url::Url::parse(url).is_ok_and(|parsed| {
+                    matches!(parsed.scheme(), "http" | "https") && parsed.has_host()
+                });
             validator.check(valid, "callbackUrl", "must be an absolute http(s) URL");
         }
         validator.finish()

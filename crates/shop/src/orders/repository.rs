@@ -83,13 +83,24 @@ pub async fn place(
         }
         // A concurrent request with the same key committed first: ours rolls back (stock
         // included) and the client gets that order, exactly as if it had retried.
-        Err(ShopError::Conflict { slug: KEY_RACE, detail }) => {
+        Err(ShopError::Conflict {
+            slug: KEY_RACE,
+            detail,
+        }) => {
             drop(tx);
             match idempotency {
-                Some(idempotency) => replay(db, user_id, idempotency)
-                    .await?
-                    .ok_or(ShopError::Conflict { slug: KEY_RACE, detail }),
-                None => Err(ShopError::Conflict { slug: KEY_RACE, detail }),
+                Some(idempotency) => {
+                    replay(db, user_id, idempotency)
+                        .await?
+                        .ok_or(ShopError::Conflict {
+                            slug: KEY_RACE,
+                            detail,
+                        })
+                }
+                None => Err(ShopError::Conflict {
+                    slug: KEY_RACE,
+                    detail,
+                }),
             }
         }
         Err(error) => Err(error),
@@ -180,8 +191,7 @@ async fn insert_order(
         if currency.get_or_insert_with(|| line_currency.clone()) != &line_currency {
             return Err(ShopError::Unprocessable {
                 slug: "mixed-currencies",
-                detail: "all products of one order must be priced in the same currency"
-                    .to_owned(),
+                detail: "all products of one order must be priced in the same currency".to_owned(),
                 errors: vec![FieldError::new(
                     format!("items[{index}].productId"),
                     format!("is priced in {line_currency}"),
@@ -314,7 +324,8 @@ pub async fn list_for_user(
     for order in &orders {
         statement = statement.bind(order.id.as_i64());
     }
-    let mut by_order: std::collections::HashMap<Id, Vec<OrderItem>> = std::collections::HashMap::new();
+    let mut by_order: std::collections::HashMap<Id, Vec<OrderItem>> =
+        std::collections::HashMap::new();
     for row in statement.fetch_all(db.reader()).await? {
         let (order_id, item) = item_from_row(&row)?;
         by_order.entry(order_id).or_default().push(item);

@@ -127,9 +127,10 @@ pub async fn place_order(
         response.headers_mut().insert(header::LOCATION, value);
     }
     if replayed {
-        response
-            .headers_mut()
-            .insert(IDEMPOTENT_REPLAYED.clone(), HeaderValue::from_static("true"));
+        response.headers_mut().insert(
+            IDEMPOTENT_REPLAYED.clone(),
+            HeaderValue::from_static("true"),
+        );
     }
     Ok(response)
 }

@@ -46,12 +46,18 @@ mod tests {
         let map = headers(header::IF_NONE_MATCH, "\"v1\", W/\"v3\"");
         assert!(if_none_match_hits(&map, "\"v3\""));
         assert!(!if_none_match_hits(&map, "\"v2\""));
-        assert!(if_none_match_hits(&headers(header::IF_NONE_MATCH, "*"), "\"v9\""));
+        assert!(if_none_match_hits(
+            &headers(header::IF_NONE_MATCH, "*"),
+            "\"v9\""
+        ));
     }
 
     #[test]
     fn if_match_yields_the_required_version() {
-        assert_eq!(if_match_version(&headers(header::IF_MATCH, "\"v7\"")), Ok(Some(7)));
+        assert_eq!(
+            if_match_version(&headers(header::IF_MATCH, "\"v7\"")),
+            Ok(Some(7))
+        );
         assert_eq!(if_match_version(&headers(header::IF_MATCH, "*")), Ok(None));
         assert_eq!(if_match_version(&HeaderMap::new()), Ok(None));
         assert!(if_match_version(&headers(header::IF_MATCH, "\"abc\"")).is_err());

@@ -101,7 +101,10 @@ pub async fn list(
         add("price_cents <= ?", Param::Int(max));
     }
     if let Some(text) = &filter.name_contains {
-        add("lower(name) LIKE ? ESCAPE '\\'", Param::Text(like_pattern(text)));
+        add(
+            "lower(name) LIKE ? ESCAPE '\\'",
+            Param::Text(like_pattern(text)),
+        );
     }
     let where_clause = if conditions.is_empty() {
         String::new()

@@ -57,11 +57,26 @@ pub async fn list_products(
     let mut errors = Vec::new();
     let page = PageRequest::parse(query.cursor.as_deref(), query.limit.as_deref(), &mut errors);
     let filter = ProductFilter {
-        min_price_cents: parse_price("minPriceCents", query.min_price_cents.as_deref(), &mut errors),
-        max_price_cents: parse_price("maxPriceCents", query.max_price_cents.as_deref(), &mut errors),
-        name_contains: query.q.filter(|q| !q.trim().is_empty()).map(|q| q.trim().to_owned()),
+        min_price_cents: parse_price(
+            "minPriceCents",
+            query.min_price_cents.as_deref(),
+            &mut errors,
+        ),
+        max_price_cents: parse_price(
+            "maxPriceCents",
+            query.max_price_cents.as_deref(),
+            &mut errors,
+        ),
+        name_contains: query
+            .q
+            .filter(|q| !q.trim().is_empty())
+            .map(|q| q.trim().to_owned()),
     };
-    if filter.name_contains.as_ref().is_some_and(|q| q.chars().count() > 100) {
+    if filter
+        .name_contains
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > 100)
+    {
         errors.push(FieldError::new("q", "must be at most 100 characters"));
     }
     ensure_valid(errors)?;
@@ -108,7 +123,10 @@ pub async fn get_product(
         .ok_or(ShopError::NotFound("product"))?;
     let etag = product.etag();
     if if_none_match_hits(&headers, &etag) {
-        return Ok(with_cache_headers(StatusCode::NOT_MODIFIED.into_response(), &etag));
+        return Ok(with_cache_headers(
+            StatusCode::NOT_MODIFIED.into_response(),
+            &etag,
+        ));
     }
     Ok(with_cache_headers(Json(product).into_response(), &etag))
 }
@@ -118,7 +136,10 @@ fn with_cache_headers(mut response: Response, etag: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, value);
     }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(PRODUCT_CACHE_CONTROL));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(PRODUCT_CACHE_CONTROL),
+    );
     response
 }
 
@@ -261,7 +282,10 @@ pub async fn patch_product(
 
 /// Applies an RFC 7396 merge patch to the writable fields. Every field here is required,
 /// so `null` (delete) is an error, as are read-only and unknown fields.
-fn apply_merge_patch(mut input: ProductInput, patch: &Map<String, Value>) -> ShopResult<ProductInput> {
+fn apply_merge_patch(
+    mut input: ProductInput,
+    patch: &Map<String, Value>,
+) -> ShopResult<ProductInput> {
     let mut errors = Vec::new();
     for (field, value) in patch {
         let text = || value.as_str().map(str::to_owned);

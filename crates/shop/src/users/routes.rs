@@ -29,7 +29,11 @@ pub async fn create_user(
 ) -> ShopResult<impl IntoResponse> {
     let user = register(&state, input, Role::Customer).await?;
     let location = format!("/v1/users/{}", user.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(user)))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(user),
+    ))
 }
 
 /// Reads a user: yourself, or anyone if you are an admin.
@@ -95,7 +99,11 @@ pub async fn patch_user(
     }
     let mut validator = Validator::new();
     if let Some(email) = &patch.email {
-        validator.check(is_plausible_email(email.trim()), "email", "must be an email address");
+        validator.check(
+            is_plausible_email(email.trim()),
+            "email",
+            "must be an email address",
+        );
     }
     if let Some(name) = &patch.name {
         validator.text_length("name", name, 1, 100);

@@ -1,0 +1,119 @@
+//! The api role: build once, then run until stopped.
+
+use crate::ops_routes;
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::from_fn;
+use axum::Router;
+use loadstar_core::config::Config;
+use loadstar_core::{request_context, request_telemetry, Problem};
+use loadstar_shop::ShopState;
+use loadstar_store::Database;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+/// A built api node: database open and migrated, socket bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    db: Database,
+    shutdown: CancellationToken,
+    grace: Duration,
+}
+
+impl Application {
+    /// Opens and migrates the database, wires the routes and binds `server.listen`
+    /// (port 0 picks a free port: see [`Application::local_addr`]).
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let db = Database::connect(&config.database, &config.data_dir)
+            .await
+            .context("cannot open the database")?;
+        db.migrate().await.context("cannot migrate the database")?;
+        let state = ShopState::new(db.clone(), config).context("cannot build the shop")?;
+        let router = http_stack(
+            loadstar_shop::router(state).merge(ops_routes::router(db.clone())),
+            config,
+        );
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        // Install the recorder before the first request records anything.
+        loadstar_core::telemetry::metrics_handle();
+        Ok(Self {
+            listener,
+            router,
+            db,
+            shutdown: CancellationToken::new(),
+            grace: Duration::from_secs(config.server.shutdown_grace_secs),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Cancelling this token starts a graceful shutdown: stop accepting, let in-flight
+    /// requests finish (up to `server.shutdown_grace_secs`), close the database.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The database this node uses (tests reach around the API with it).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Serves until the shutdown token is cancelled and in-flight requests drained.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            router,
+            db,
+            shutdown,
+            grace,
+        } = self;
+        let address = listener.local_addr()?;
+        tracing::info!(
+            url = %format!("http://{address}"),
+            docs = %format!("http://{address}/docs"),
+            "listening on http://{address}; API docs at http://{address}/docs"
+        );
+        let server = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result.context("http server failed")?,
+            () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; dropping open connections"),
+        }
+        db.close().await;
+        tracing::info!("api stopped");
+        Ok(())
+    }
+}
+
+/// The middleware every request passes, outermost first: request id and problem
+/// normalisation, access log and metrics, panic capture, timeout, body limits.
+fn http_stack(routes: Router, config: &Config) -> Router {
+    let body_limit = config.server.body_limit_bytes;
+    routes
+        .fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(config.server.request_timeout_secs),
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(from_fn(request_telemetry::layer))
+        .layer(from_fn(request_context::layer))
+}
