@@ -1,0 +1,301 @@
+//! The test harness: `spawn_app`, typed shortcuts for common calls, and the macro that
+//! runs one test body on every database backend.
+
+use loadstar::Application;
+use loadstar_core::config::{Config, LogFormat};
+use loadstar_shop::auth::Role;
+use loadstar_shop::users::SignUp;
+use loadstar_shop::ShopState;
+use loadstar_store::Database;
+use rand::Rng;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running application and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub config: Config,
+    pub database: Database,
+    pub backend: Backend,
+    pub shutdown: CancellationToken,
+    pub server: JoinHandle<anyhow::Result<()>>,
+    data_dir: PathBuf,
+}
+
+/// Runs each named `async fn(TestApp)` as `sqlite::<name>` and `postgres::<name>`.
+/// The PostgreSQL variant passes trivially (saying so) when no server is configured.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite)
+                        .await
+                        .expect("sqlite is always available");
+                    super::$name(app).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await else {
+                        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: PostgreSQL variant not run");
+                        return;
+                    };
+                    super::$name(app).await;
+                }
+            )+
+        }
+    };
+}
+
+fn random_suffix() -> String {
+    let n: u64 = rand::thread_rng().gen();
+    format!("{n:016x}")
+}
+
+/// Configuration for a test app: port 0, a private data dir, cheap password hashing.
+pub fn test_config(data_dir: PathBuf) -> Config {
+    let mut config = Config::default();
+    config.data_dir = data_dir;
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.shutdown_grace_secs = 10;
+    config.auth.argon2_memory_kib = 1024;
+    config.auth.argon2_iterations = 1;
+    config.log.format = LogFormat::Text;
+    config.log.level = "warn".to_owned();
+    config
+}
+
+/// Creates an empty PostgreSQL database for one test; `None` if no server is configured.
+async fn fresh_postgres_database() -> Option<String> {
+    let admin_url = std::env::var("LOADSTAR_TEST_DATABASE_URL").ok()?;
+    let name = format!("loadstar_test_{}", random_suffix());
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("LOADSTAR_TEST_DATABASE_URL must accept connections");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let mut url = url::Url::parse(&admin_url).expect("LOADSTAR_TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    Some(url.to_string())
+}
+
+/// Starts the application on `backend` with a fresh, migrated database.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    let data_dir = std::env::temp_dir().join(format!("loadstar-test-{}", random_suffix()));
+    let mut config = test_config(data_dir.clone());
+    if backend == Backend::Postgres {
+        config.database.url = fresh_postgres_database().await?;
+        config.database.max_connections = 8;
+    }
+    Some(spawn_with_config(config, backend).await)
+}
+
+/// Starts the application with exactly `config`.
+pub async fn spawn_with_config(config: Config, backend: Backend) -> TestApp {
+    let application = Application::build(&config).await.expect("app builds");
+    let address = format!("http://{}", application.local_addr().unwrap());
+    let database = application.database().clone();
+    let shutdown = application.shutdown_token();
+    let server = tokio::spawn(application.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        data_dir: config.data_dir.clone(),
+        config,
+        database,
+        backend,
+        shutdown,
+        server,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A signed-up user and a session token for them.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub token: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> Response {
+        self.request(Method::GET, path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path).json(body).send().await.unwrap()
+    }
+
+    pub async fn post_json_as(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs up a customer with a unique email and logs them in.
+    pub async fn customer(&self) -> TestUser {
+        let email = format!("user-{}@example.com", random_suffix());
+        let password = "correct horse battery".to_owned();
+        let response = self
+            .post_json(
+                "/v1/users",
+                &json!({"email": email, "password": password, "name": "Test User"}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let id = response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let token = self.login(&email, &password).await;
+        TestUser {
+            id,
+            email,
+            password,
+            token,
+        }
+    }
+
+    /// Creates an administrator the way `loadstar admin create` does, and logs them in.
+    pub async fn admin(&self) -> TestUser {
+        let email = format!("admin-{}@example.com", random_suffix());
+        let password = "admin password 1".to_owned();
+        let state = ShopState::new(self.database.clone(), &self.config).unwrap();
+        let user = loadstar_shop::users::register(
+            &state,
+            SignUp {
+                email: email.clone(),
+                password: password.clone(),
+                name: "Admin".to_owned(),
+            },
+            Role::Admin,
+        )
+        .await
+        .unwrap();
+        let token = self.login(&email, &password).await;
+        TestUser {
+            id: user.id.to_string(),
+            email,
+            password,
+            token,
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let response = self
+            .post_json("/v1/sessions", &json!({"email": email, "password": password}))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Creates a product as `admin` and returns its JSON.
+    pub async fn product(&self, admin: &TestUser, price_cents: i64, stock: i64) -> Value {
+        let sku = format!("sku-{}", random_suffix());
+        let response = self
+            .post_json_as(
+                &admin.token,
+                "/v1/products",
+                &json!({
+                    "sku": sku, "name": format!("Product {sku}"), "description": "for tests",
+                    "priceCents": price_cents, "currency": "EUR", "stock": stock
+                }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+}
+
+/// Asserts that `response` is a problem+json with `status`, and returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .expect("every response carries x-request-id");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["type"].as_str().unwrap().starts_with("urn:loadstar:problem:"));
+    assert!(body["title"].is_string());
+    assert_eq!(body["requestId"], request_id.as_str());
+    body
+}
+
+/// The field names of a validation problem's `errors`.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

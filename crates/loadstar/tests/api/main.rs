@@ -1,0 +1,17 @@
+//! HTTP-level tests: each starts the real application on port 0 with a fresh database
+//! and talks to it over a socket. Every test runs on SQLite, and again on PostgreSQL
+//! when `LOADSTAR_TEST_DATABASE_URL` names a server (an admin URL: each test creates its
+//! own database there).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod api_keys;
+mod contract;
+mod errors;
+mod ops;
+mod orders;
+mod products;
+mod sessions;
+mod shutdown;
+mod users;
