@@ -21,4 +21,13 @@ if [[ -n "${LOADSTAR_TEST_DATABASE_URL:-}" ]]; then
     echo "test.sh: LOADSTAR_TEST_DATABASE_URL=${LOADSTAR_TEST_DATABASE_URL}" >&2
 fi
 
+# Each PostgreSQL test creates its own database; drop the ones earlier runs left behind.
+if [[ -n "${LOADSTAR_TEST_DATABASE_URL:-}" ]] && command -v psql >/dev/null 2>&1; then
+    psql -qAt "$LOADSTAR_TEST_DATABASE_URL" \
+        -c "SELECT datname FROM pg_database WHERE datname LIKE 'loadstar\_test\_%'" 2>/dev/null |
+        while read -r stale; do
+            psql -q "$LOADSTAR_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS \"$stale\"" >/dev/null 2>&1 || true
+        done
+fi
+
 exec cargo test --workspace --locked "$@"

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// Everything a loadstar process can be told.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory for every local file: the SQLite database, later uploads and queues.
@@ -23,6 +23,19 @@ pub struct Config {
     pub auth: AuthConfig,
     pub node: NodeConfig,
     pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./var"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            node: NodeConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
 }
 
 /// The HTTP listener of the api role.
@@ -157,7 +170,7 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         let env = Env::prefixed("LOADSTAR_")
-            .filter(|key| !key.as_str().starts_with("test_"))
+            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
             .split("__");
         let config: Config = figment.merge(env).extract().map_err(Box::new)?;
         config.validate()?;

@@ -76,9 +76,6 @@ fn load_config(common: &CommonArgs) -> anyhow::Result<Config> {
     if let Some(listen) = common.listen {
         config.server.listen = listen;
     }
-    if config.data_dir.as_os_str().is_empty() {
-        config.data_dir = PathBuf::from("./var");
-    }
     Ok(config)
 }
 
