@@ -1,5 +1,6 @@
 //! HTTP conditional requests (RFC 9110 §13) over product versions.
 
+use crate::error::ShopError;
 use axum::http::{header, HeaderMap};
 
 /// Does `If-None-Match` name `etag` (weak comparison, `*` matches anything)?
@@ -13,13 +14,16 @@ pub fn if_none_match_hits(headers: &HeaderMap, etag: &str) -> bool {
         .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
 }
 
-/// The version an `If-Match` header requires, if any. `Err(())` for a tag that names no
-/// version this server issued (it can never match: 412).
-pub fn if_match_version(headers: &HeaderMap) -> Result<Option<i64>, ()> {
+/// The version an `If-Match` header requires, if any. A tag that names no version this
+/// server issued can never match: 412.
+pub fn if_match_version(headers: &HeaderMap) -> Result<Option<i64>, ShopError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let text = value.to_str().map_err(|_| ())?.trim();
+    let text = value
+        .to_str()
+        .map_err(|_| ShopError::PreconditionFailed)?
+        .trim();
     if text == "*" {
         return Ok(None);
     }
@@ -27,7 +31,7 @@ pub fn if_match_version(headers: &HeaderMap) -> Result<Option<i64>, ()> {
         .and_then(|rest| rest.strip_suffix('"'))
         .and_then(|version| version.parse().ok())
         .map(Some)
-        .ok_or(())
+        .ok_or(ShopError::PreconditionFailed)
 }
 
 #[cfg(test)]
@@ -55,11 +59,11 @@ mod tests {
     #[test]
     fn if_match_yields_the_required_version() {
         assert_eq!(
-            if_match_version(&headers(header::IF_MATCH, "\"v7\"")),
-            Ok(Some(7))
+            if_match_version(&headers(header::IF_MATCH, "\"v7\"")).unwrap(),
+            Some(7)
         );
-        assert_eq!(if_match_version(&headers(header::IF_MATCH, "*")), Ok(None));
-        assert_eq!(if_match_version(&HeaderMap::new()), Ok(None));
+        assert_eq!(if_match_version(&headers(header::IF_MATCH, "*")).unwrap(), None);
+        assert_eq!(if_match_version(&HeaderMap::new()).unwrap(), None);
         assert!(if_match_version(&headers(header::IF_MATCH, "\"abc\"")).is_err());
     }
 }

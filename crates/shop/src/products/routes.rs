@@ -174,10 +174,6 @@ fn outcome(result: WriteOutcome) -> ShopResult<Product> {
     }
 }
 
-fn required_version(headers: &HeaderMap) -> ShopResult<Option<i64>> {
-    if_match_version(headers).map_err(|()| ShopError::PreconditionFailed)
-}
-
 /// Creates a product (admins).
 #[utoipa::path(
     post, path = "/v1/products", tag = "products",
@@ -230,7 +226,7 @@ pub async fn replace_product(
     principal.require_admin()?;
     let id = path_id("productId", &raw_id)?;
     let input = input.validated()?;
-    let expected = required_version(&headers)?;
+    let expected = if_match_version(&headers)?;
     let result = repository::replace(&state.db, id, &input, expected)
         .await
         .map_err(sku_conflict)?;
@@ -272,7 +268,7 @@ pub async fn patch_product(
         .ok_or(ShopError::NotFound("product"))?;
     // Without If-Match the patch applies to the version just read, so a concurrent
     // write in between is detected instead of silently overwritten.
-    let expected = required_version(&headers)?.or(Some(current.version));
+    let expected = if_match_version(&headers)?.or(Some(current.version));
     let input = apply_merge_patch(ProductInput::from_product(&current), &patch)?.validated()?;
     let result = repository::replace(&state.db, id, &input, expected)
         .await
@@ -338,7 +334,7 @@ pub async fn delete_product(
 ) -> ShopResult<StatusCode> {
     principal.require_admin()?;
     let id: Id = path_id("productId", &raw_id)?;
-    let expected = required_version(&headers)?;
+    let expected = if_match_version(&headers)?;
     outcome(repository::delete(&state.db, id, expected).await?)?;
     tracing::info!(product_id = %id, "product deleted");
     Ok(StatusCode::NO_CONTENT)
