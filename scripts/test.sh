@@ -30,4 +30,12 @@ if [[ -n "${LOADSTAR_TEST_DATABASE_URL:-}" ]] && command -v psql >/dev/null 2>&1
         done
 fi
 
-exec cargo test --workspace --locked "$@"
+# Run, then close with one summary line over every test binary, so the last line says
+# how many tests ran in total (cargo's own last line belongs to whichever binary ran last).
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -8,7 +8,7 @@
 
 use crate::problem::{Problem, PROBLEM_JSON};
 use axum::extract::Request;
-use axum::http::{header, HeaderName, HeaderValue};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
@@ -58,6 +58,13 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         if !is_problem {
             response = CURRENT.sync_scope(context.clone(), || rewrite_as_problem(response));
         }
+    }
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was refused before it was read, so the rest of it is still on the
+        // connection: the server will close it, and the client must not reuse it.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     if let Ok(value) = HeaderValue::from_str(&context.request_id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);

@@ -5,7 +5,10 @@ use loadstar_core::config::Config;
 use std::path::Path;
 
 fn example_path() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../loadstar.example.toml"))
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../loadstar.example.toml"
+    ))
 }
 
 #[test]
@@ -27,7 +30,10 @@ fn the_example_config_names_every_key() {
     for (section, value) in defaults.as_table().unwrap() {
         match value.as_table() {
             Some(keys) => {
-                assert!(text.contains(&format!("[{section}]")), "missing [{section}]");
+                assert!(
+                    text.contains(&format!("[{section}]")),
+                    "missing [{section}]"
+                );
                 for key in keys.keys() {
                     if !text.contains(&format!("\n{key} = ")) {
                         missing.push(format!("{section}.{key}"));

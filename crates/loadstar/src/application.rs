@@ -1,5 +1,6 @@
 //! The api role: build once, then run until stopped.
 
+use crate::hard_stop::HardStopListener;
 use crate::ops_routes;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -85,6 +86,12 @@ impl Application {
             docs = %format!("http://{address}/docs"),
             "listening on http://{address}; API docs at http://{address}/docs"
         );
+        // Past the grace period, open connections are cut, not merely forgotten: axum runs
+        // each connection in its own task, which would otherwise outlive this function
+        // (and the database) for as long as the process does.
+        let hard_stop = CancellationToken::new();
+        let _cut_connections_on_return = hard_stop.clone().drop_guard();
+        let listener = HardStopListener::new(listener, hard_stop.clone());
         let server = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let deadline = async {
@@ -93,7 +100,10 @@ impl Application {
         };
         tokio::select! {
             result = server => result.context("http server failed")?,
-            () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; dropping open connections"),
+            () = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; dropping open connections");
+                hard_stop.cancel();
+            }
         }
         db.close().await;
         tracing::info!("api stopped");

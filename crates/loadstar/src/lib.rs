@@ -6,6 +6,7 @@
 //! over a real socket, exactly as `loadstar serve` does.
 
 pub mod application;
+pub mod hard_stop;
 pub mod ops_routes;
 
 pub use application::Application;

@@ -79,10 +79,18 @@ pub async fn issue(
         .text_length("name", &input.name, 1, 100)
         .finish()?;
     let user = check_password(&state, &input.email, &input.password).await?;
+    // Count and insert in one transaction that first locks the user's row (the no-op
+    // update: a row lock on PostgreSQL, the write lock on SQLite), so that concurrent
+    // requests for one user queue here and each counts the keys the others committed.
+    let mut tx = state.db.writer().begin().await?;
+    query("UPDATE users SET updated_at = updated_at WHERE id = $1")
+        .bind(user.id.as_i64())
+        .execute(&mut *tx)
+        .await?;
     let live: i64 =
         query("SELECT COUNT(*) AS live FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL")
             .bind(user.id.as_i64())
-            .fetch_one(state.db.writer())
+            .fetch_one(&mut *tx)
             .await?
             .try_get("live")?;
     if live >= MAX_KEYS_PER_USER {
@@ -106,8 +114,9 @@ pub async fn issue(
     .bind(&issued.prefix)
     .bind(&issued.secret_hash)
     .bind(created_at.unix_micros())
-    .execute(state.db.writer())
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     tracing::info!(user_id = %user.id, key_id = %id, prefix = %issued.prefix, "api key issued");
     Ok((
         StatusCode::CREATED,

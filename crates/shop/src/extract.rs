@@ -63,17 +63,26 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ShopError> {
         if inner.is_syntax() || inner.is_eof() {
             return ShopError::BadRequest(format!("the body is not valid JSON: {inner}"));
         }
+        let message = strip_position(&inner.to_string());
         let path = error.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ShopError::Validation(vec![FieldError::new(
-            field,
-            strip_position(&inner.to_string()),
-        )])
+        let field = match missing_field(&message) {
+            Some(name) if path == "." => name.to_owned(),
+            Some(name) => format!("{path}.{name}"),
+            None if path == "." => "body".to_owned(),
+            None => path,
+        };
+        ShopError::Validation(vec![FieldError::new(field, message)])
     })?;
     deserializer.end().map_err(|_| {
         ShopError::BadRequest("the body has trailing data after the JSON value".to_owned())
     })?;
     Ok(value)
+}
+
+/// The field named by serde's "missing field `x`" message: the error sits on the object
+/// that lacks it, so the path alone would blame the parent.
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.strip_suffix('`')
 }
 
 /// `serde_json` appends " at line L column C" to data errors; clients want the reason.
@@ -131,12 +140,17 @@ mod tests {
     }
 
     #[test]
-    fn missing_fields_are_reported_against_the_body() {
+    fn missing_fields_are_named_with_their_path() {
         let ShopError::Validation(errors) = parse_json::<Sample>(br#"{"items":[]}"#).unwrap_err()
         else {
             panic!("expected validation error");
         };
-        assert_eq!(errors[0].field, "body");
-        assert!(errors[0].message.contains("name"));
+        assert_eq!(errors[0].field, "name");
+        let ShopError::Validation(errors) =
+            parse_json::<Sample>(br#"{"name":"a","items":[{}]}"#).unwrap_err()
+        else {
+            panic!("expected validation error");
+        };
+        assert_eq!(errors[0].field, "items[0].quantity");
     }
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 async fn sqlite_database() -> Database {
     let dir = std::env::temp_dir().join(format!("loadstar-sessions-{}", rand::random::<u64>()));
-    let db = Database::connect(&DatabaseConfig::default(), &dir).await.unwrap();
+    let db = Database::connect(&DatabaseConfig::default(), &dir)
+        .await
+        .unwrap();
     db.migrate().await.unwrap();
     db
 }
@@ -32,7 +34,9 @@ async fn postgres_database() -> Option<Database> {
         max_connections: 4,
         ..DatabaseConfig::default()
     };
-    let db = Database::connect(&config, std::path::Path::new("unused")).await.unwrap();
+    let db = Database::connect(&config, std::path::Path::new("unused"))
+        .await
+        .unwrap();
     db.migrate().await.unwrap();
     Some(db)
 }
@@ -68,11 +72,17 @@ async fn a_created_session_is_found_until_it_expires(store: &dyn SessionStore, d
     let found = store.find_active("hash-a", Timestamp::now()).await.unwrap();
     assert_eq!(found, Some(created.clone()));
     let after_expiry = created.expires_at.plus(Duration::from_micros(1));
-    assert_eq!(store.find_active("hash-a", after_expiry).await.unwrap(), None);
+    assert_eq!(
+        store.find_active("hash-a", after_expiry).await.unwrap(),
+        None
+    );
 }
 
 async fn an_unknown_token_is_not_found(store: &dyn SessionStore, _db: &Database) {
-    assert_eq!(store.find_active("nope", Timestamp::now()).await.unwrap(), None);
+    assert_eq!(
+        store.find_active("nope", Timestamp::now()).await.unwrap(),
+        None
+    );
 }
 
 async fn a_revoked_session_is_never_found_again(store: &dyn SessionStore, db: &Database) {
@@ -82,8 +92,14 @@ async fn a_revoked_session_is_never_found_again(store: &dyn SessionStore, db: &D
         .await
         .unwrap();
     assert!(store.revoke("hash-b").await.unwrap());
-    assert_eq!(store.find_active("hash-b", Timestamp::now()).await.unwrap(), None);
-    assert!(!store.revoke("hash-b").await.unwrap(), "a second revoke finds nothing");
+    assert_eq!(
+        store.find_active("hash-b", Timestamp::now()).await.unwrap(),
+        None
+    );
+    assert!(
+        !store.revoke("hash-b").await.unwrap(),
+        "a second revoke finds nothing"
+    );
 }
 
 async fn sessions_of_one_user_are_independent(store: &dyn SessionStore, db: &Database) {
@@ -95,7 +111,11 @@ async fn sessions_of_one_user_are_independent(store: &dyn SessionStore, db: &Dat
             .unwrap();
     }
     store.revoke("hash-c1").await.unwrap();
-    assert!(store.find_active("hash-c2", Timestamp::now()).await.unwrap().is_some());
+    assert!(store
+        .find_active("hash-c2", Timestamp::now())
+        .await
+        .unwrap()
+        .is_some());
 }
 
 macro_rules! session_store_suite {

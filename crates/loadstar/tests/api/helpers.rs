@@ -72,8 +72,10 @@ fn random_suffix() -> String {
 
 /// Configuration for a test app: port 0, a private data dir, cheap password hashing.
 pub fn test_config(data_dir: PathBuf) -> Config {
-    let mut config = Config::default();
-    config.data_dir = data_dir;
+    let mut config = Config {
+        data_dir,
+        ..Config::default()
+    };
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.shutdown_grace_secs = 10;
     config.auth.argon2_memory_kib = 1024;
@@ -173,7 +175,11 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.request(Method::POST, path).json(body).send().await.unwrap()
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_json_as(&self, token: &str, path: &str, body: &Value) -> Response {
@@ -236,7 +242,10 @@ impl TestApp {
 
     pub async fn login(&self, email: &str, password: &str) -> String {
         let response = self
-            .post_json("/v1/sessions", &json!({"email": email, "password": password}))
+            .post_json(
+                "/v1/sessions",
+                &json!({"email": email, "password": password}),
+            )
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
         response.json::<Value>().await.unwrap()["token"]
@@ -281,7 +290,10 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
         .expect("every response carries x-request-id");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], status.as_u16());
-    assert!(body["type"].as_str().unwrap().starts_with("urn:loadstar:problem:"));
+    assert!(body["type"]
+        .as_str()
+        .unwrap()
+        .starts_with("urn:loadstar:problem:"));
     assert!(body["title"].is_string());
     assert_eq!(body["requestId"], request_id.as_str());
     body

@@ -26,16 +26,24 @@ async fn metrics_count_requests_by_route_template(app: TestApp) {
     let admin = app.admin().await;
     let product = app.product(&admin, 100, 1).await;
     let id = product["id"].as_str().unwrap();
-    assert_eq!(app.get(&format!("/v1/products/{id}")).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/v1/products/{id}")).await.status(),
+        StatusCode::OK
+    );
 
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
     assert!(
-        text.contains(r#"http_requests_total{method="GET",route="/v1/products/{productId}",status="200"}"#),
+        text.contains(
+            r#"http_requests_total{method="GET",route="/v1/products/{productId}",status="200"}"#
+        ),
         "{text}"
     );
-    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
     assert!(!text.contains(id), "raw ids must not become label values");
 }
 
@@ -69,7 +77,10 @@ async fn docs_page_works_offline(app: TestApp) {
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("/v1/openapi.json"));
-    assert!(!html.contains("https://"), "the docs page must not load remote assets");
+    assert!(
+        !html.contains("https://"),
+        "the docs page must not load remote assets"
+    );
     for asset in ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"] {
         let response = app.get(asset).await;
         assert_eq!(response.status(), StatusCode::OK, "{asset}");

@@ -81,29 +81,20 @@ pub async fn place(
             tx.commit().await?;
             Ok(Placed::Created(order))
         }
-        // A concurrent request with the same key committed first: ours rolls back (stock
-        // included) and the client gets that order, exactly as if it had retried.
-        Err(ShopError::Conflict {
-            slug: KEY_RACE,
-            detail,
-        }) => {
+        Err(error) => {
+            // Ours rolls back, stock included.
             drop(tx);
+            // A concurrent request with the same key may have committed first. Ours then
+            // failed on the key itself or, if that request took the last units, on stock:
+            // either way the client gets that order, exactly as if it had retried.
             match idempotency {
-                Some(idempotency) => {
-                    replay(db, user_id, idempotency)
-                        .await?
-                        .ok_or(ShopError::Conflict {
-                            slug: KEY_RACE,
-                            detail,
-                        })
-                }
-                None => Err(ShopError::Conflict {
-                    slug: KEY_RACE,
-                    detail,
-                }),
+                Some(idempotency) => match replay(db, user_id, idempotency).await? {
+                    Some(placed) => Ok(placed),
+                    None => Err(error),
+                },
+                None => Err(error),
             }
         }
-        Err(error) => Err(error),
     }
 }
 

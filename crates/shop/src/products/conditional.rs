@@ -62,7 +62,10 @@ mod tests {
             if_match_version(&headers(header::IF_MATCH, "\"v7\"")).unwrap(),
             Some(7)
         );
-        assert_eq!(if_match_version(&headers(header::IF_MATCH, "*")).unwrap(), None);
+        assert_eq!(
+            if_match_version(&headers(header::IF_MATCH, "*")).unwrap(),
+            None
+        );
         assert_eq!(if_match_version(&HeaderMap::new()).unwrap(), None);
         assert!(if_match_version(&headers(header::IF_MATCH, "\"abc\"")).is_err());
     }

@@ -66,11 +66,25 @@ pub async fn get_user(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
+    #[serde(default, deserialize_with = "present_value")]
     pub email: Option<String>,
+    #[serde(default, deserialize_with = "present_value")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "present_value")]
     pub password: Option<String>,
     /// Admins only.
+    #[serde(default, deserialize_with = "present_value")]
     pub role: Option<Role>,
+}
+
+/// A merge patch's `null` means "remove the field"; every user field is required, so a
+/// present field must carry a value. Absent fields stay `None` through `default`.
+fn present_value<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// Updates a user's email, name or password (admins: also role).
