@@ -64,7 +64,9 @@ wait_ready() {
 
 json_field() { sed -E "s/.*\"$1\":\"?([^\",}]+)\"?.*/\1/"; }
 
-# Starts serve on the given database URL, seeds one product, prints its id.
+# Starts serve on the given database URL and seeds one product, whose id it leaves in
+# PRODUCT (not printed: a command substitution would run this in a subshell and lose
+# SERVER_PID).
 start_and_seed() {
     local database_url=$1
     LOADSTAR_DATABASE__URL="$database_url" LOADSTAR_LOG__LEVEL=warn \
@@ -76,14 +78,17 @@ start_and_seed() {
     local token
     token=$(curl -s "http://127.0.0.1:$PORT/v1/sessions" -H 'content-type: application/json' \
         -d '{"email":"bench@example.com","password":"bench password"}' | json_field token)
-    curl -s "http://127.0.0.1:$PORT/v1/products" -H "authorization: Bearer $token" \
+    PRODUCT=$(curl -sf "http://127.0.0.1:$PORT/v1/products" -H "authorization: Bearer $token" \
         -H 'content-type: application/json' \
         -d '{"sku":"bench-1","name":"Bench mug","description":"benchmark","priceCents":1250,"currency":"EUR","stock":100}' \
-        | json_field id
+        | json_field id)
+    [[ "$PRODUCT" =~ ^[0-9]+$ ]] || { echo "seeding failed: $PRODUCT" >&2; exit 1; }
 }
 
 stop_server() {
-    kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+    fi
     SERVER_PID=""
 }
 
@@ -111,18 +116,18 @@ RESULT[nginx]=$(measure "http://127.0.0.1:$NGINX_PORT/healthz")
 kill "$NGINX_PID"; NGINX_PID=""
 
 # SQLite (embedded default).
-product=$(start_and_seed "")
+start_and_seed ""
 RESULT[sqlite_floor]=$(measure "http://127.0.0.1:$PORT/healthz")
-RESULT[sqlite_product]=$(measure "http://127.0.0.1:$PORT/v1/products/$product")
+RESULT[sqlite_product]=$(measure "http://127.0.0.1:$PORT/v1/products/$PRODUCT")
 stop_server
 rm -rf "$WORK/data"
 
 # PostgreSQL (scripts/postgres.sh starts or installs a local server).
 admin_url=$(bash scripts/postgres.sh | tail -n 1)
 psql -q "$admin_url" -c 'DROP DATABASE IF EXISTS loadstar_bench' -c 'CREATE DATABASE loadstar_bench'
-product=$(start_and_seed "${admin_url%/*}/loadstar_bench")
+start_and_seed "${admin_url%/*}/loadstar_bench"
 RESULT[postgres_floor]=$(measure "http://127.0.0.1:$PORT/healthz")
-RESULT[postgres_product]=$(measure "http://127.0.0.1:$PORT/v1/products/$product")
+RESULT[postgres_product]=$(measure "http://127.0.0.1:$PORT/v1/products/$PRODUCT")
 stop_server
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }

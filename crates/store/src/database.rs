@@ -48,6 +48,9 @@ impl Database {
                 let pool = AnyPoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(acquire_timeout)
+                    // No ping round trip per checkout: a connection broken by a server
+                    // restart fails one query, is discarded by the pool, and is replaced.
+                    .test_before_acquire(false)
                     .connect(&url)
                     .await?;
                 Database {
@@ -63,9 +66,7 @@ impl Database {
 
     /// Applies pending migrations for this backend.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrations::for_backend(self.backend)
-            .run(&self.writer)
-            .await?;
+        migrations::MIGRATOR.run(&self.writer).await?;
         Ok(())
     }
 
@@ -100,6 +101,9 @@ fn sqlite_pool(max_connections: u32, acquire_timeout: Duration) -> AnyPoolOption
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)
+        // A connection to a local file cannot go stale; a ping per checkout would double
+        // the round trips to SQLite's worker thread on every query.
+        .test_before_acquire(false)
         .after_connect(|connection, _| {
             Box::pin(async move {
                 connection.execute(SQLITE_CONNECTION_PRAGMAS).await?;

@@ -311,3 +311,25 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The `id` of a JSON resource.
+pub fn id_of(value: &Value) -> String {
+    value["id"].as_str().expect("id is a string").to_owned()
+}
+
+/// A response header as text, if present.
+pub fn header(response: &Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Asserts a JSON answer with `status` and returns its body.
+pub async fn assert_json(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = header(&response, "content-type").unwrap_or_default();
+    assert_eq!(content_type, "application/json");
+    response.json().await.unwrap()
+}

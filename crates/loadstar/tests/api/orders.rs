@@ -1,7 +1,7 @@
 //! Orders: server-side pricing, atomic stock taking (never overselling, even under
 //! concurrency), idempotent retries, ownership, listing and cancellation.
 
-use crate::helpers::{assert_problem, error_fields, TestApp, TestUser};
+use crate::helpers::{assert_json, assert_problem, error_fields, header, id_of, TestApp, TestUser};
 use crate::on_every_backend;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -11,26 +11,6 @@ use std::collections::HashSet;
 // ---------------------------------------------------------------------------------------
 // Local shortcuts
 // ---------------------------------------------------------------------------------------
-
-fn id_of(value: &Value) -> String {
-    value["id"].as_str().expect("id is a string").to_owned()
-}
-
-fn header(response: &Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
-}
-
-/// Asserts a JSON answer with `status` and returns its body.
-async fn assert_json(response: Response, status: StatusCode) -> Value {
-    assert_eq!(response.status(), status, "unexpected status");
-    let content_type = header(&response, "content-type").unwrap_or_default();
-    assert_eq!(content_type, "application/json");
-    response.json().await.unwrap()
-}
 
 fn orders_path(user: &TestUser) -> String {
     format!("/v1/users/{}/orders", user.id)

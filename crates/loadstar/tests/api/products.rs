@@ -2,7 +2,7 @@
 //! validation, optimistic concurrency with `If-Match`, conditional reads with
 //! `If-None-Match`, and keyset pagination with filters.
 
-use crate::helpers::{assert_problem, error_fields, TestApp, TestUser};
+use crate::helpers::{assert_json, assert_problem, error_fields, header, id_of, TestApp, TestUser};
 use crate::on_every_backend;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -11,26 +11,6 @@ use std::collections::HashSet;
 // ---------------------------------------------------------------------------------------
 // Local shortcuts
 // ---------------------------------------------------------------------------------------
-
-fn id_of(value: &Value) -> String {
-    value["id"].as_str().expect("id is a string").to_owned()
-}
-
-fn header(response: &Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
-}
-
-/// Asserts a 2xx JSON answer with `status` and returns its body.
-async fn assert_json(response: Response, status: StatusCode) -> Value {
-    assert_eq!(response.status(), status, "unexpected status");
-    let content_type = header(&response, "content-type").unwrap_or_default();
-    assert_eq!(content_type, "application/json");
-    response.json().await.unwrap()
-}
 
 fn product_body(sku: &str, name: &str, price_cents: i64) -> Value {
     json!({

@@ -1,6 +1,6 @@
--- The shop schema. Kept column-for-column identical to ../postgres/ so that one set of
--- queries runs on both: ids, money and instants are BIGINT (microseconds for instants),
--- everything else TEXT. See docs/decisions/0001-data-access.md.
+-- The shop schema, one portable set for SQLite and PostgreSQL: ids, money and instants
+-- are BIGINT (microseconds for instants), everything else TEXT, and only DDL both engines
+-- read the same way. See docs/decisions/0001-data-access.md.
 
 CREATE TABLE users (
     id               BIGINT PRIMARY KEY,
