@@ -148,7 +148,7 @@ pub async fn list(
         "SELECT id, prefix, name, created_at FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id DESC",
     )
     .bind(principal.user_id.as_i64())
-    .fetch_all(state.db.writer())
+    .fetch_all(state.db.consistent_reader())
     .await?;
     let items = rows
         .iter()

@@ -79,9 +79,20 @@ impl Database {
         &self.writer
     }
 
-    /// The pool for reads that may be served by a replica.
+    /// The pool for reads that may be served by a replica (and so may lag writes).
     pub fn reader(&self) -> &AnyPool {
         &self.reader
+    }
+
+    /// The pool for reads that must see every write committed before them: a session
+    /// created by the previous request, an idempotency key, a credential check. On SQLite
+    /// that is any reader (a WAL reader sees every commit), so these reads do not queue on
+    /// the single writer; on PostgreSQL it is the primary, never a replica.
+    pub fn consistent_reader(&self) -> &AnyPool {
+        match self.backend {
+            Backend::Sqlite => &self.reader,
+            Backend::Postgres => &self.writer,
+        }
     }
 
     /// A round trip to the database, for readiness checks.

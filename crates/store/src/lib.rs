@@ -7,7 +7,8 @@
 //! `docs/decisions/0001-data-access.md`).
 //!
 //! - [`Database`]: the pools. Writes go to [`Database::writer`], reads that tolerate
-//!   running on a replica go to [`Database::reader`]. On SQLite the writer is a single
+//!   running on a replica go to [`Database::reader`], reads that must see the latest
+//!   commit go to [`Database::consistent_reader`]. On SQLite the writer is a single
 //!   connection (SQLite allows one writer; queuing in the pool beats `SQLITE_BUSY`) and
 //!   readers are many WAL snapshots; on PostgreSQL both are the primary for now, and the
 //!   replica router slots in behind `reader` later without touching callers.

@@ -176,7 +176,7 @@ async fn authenticate_api_key(state: &ShopState, key: &str) -> Result<Principal,
          WHERE k.prefix = $1 AND k.revoked_at IS NULL",
     )
     .bind(prefix)
-    .fetch_optional(state.db.writer())
+    .fetch_optional(state.db.consistent_reader())
     .await?
     .ok_or(REJECTED)?;
     let stored: String = row.try_get("secret_hash")?;
@@ -197,7 +197,7 @@ async fn authenticate_api_key(state: &ShopState, key: &str) -> Result<Principal,
 async fn user_role(state: &ShopState, user_id: Id) -> Result<Option<Role>, ShopError> {
     let row = query("SELECT role FROM users WHERE id = $1")
         .bind(user_id.as_i64())
-        .fetch_optional(state.db.writer())
+        .fetch_optional(state.db.consistent_reader())
         .await?;
     row.map(|row| {
         row.try_get::<String, _>("role")

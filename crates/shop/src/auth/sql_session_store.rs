@@ -7,9 +7,9 @@ use loadstar_core::{Id, Timestamp};
 use loadstar_store::sql::{query, Row};
 use loadstar_store::Database;
 
-/// [`SessionStore`] on the domain database. Reads go to the writer pool: a session
-/// created a moment ago on this primary must be visible to the next request even when
-/// readers are replicas.
+/// [`SessionStore`] on the domain database. Lookups use the consistent reader: a session
+/// created a moment ago must be visible to the next request even when readers are
+/// replicas.
 #[derive(Debug, Clone)]
 pub struct SqlSessionStore {
     db: Database,
@@ -46,7 +46,7 @@ impl SessionStore for SqlSessionStore {
         )
         .bind(token_hash)
         .bind(now.unix_micros())
-        .fetch_optional(self.db.writer())
+        .fetch_optional(self.db.consistent_reader())
         .await?;
         row.map(|row| {
             Ok(Session {

@@ -110,7 +110,7 @@ async fn replay(
     ))
     .bind(user_id.as_i64())
     .bind(idempotency.key)
-    .fetch_optional(db.writer())
+    .fetch_optional(db.consistent_reader())
     .await?;
     let Some(row) = row else {
         return Ok(None);
@@ -125,7 +125,7 @@ async fn replay(
         });
     }
     let mut order = order_from_row(&row)?;
-    order.items = items_of(db.writer(), order.id).await?;
+    order.items = items_of(db.consistent_reader(), order.id).await?;
     Ok(Some(Placed::Replayed(order)))
 }
 

@@ -205,7 +205,7 @@ pub async fn delete(
 async fn missing_or_mismatch(db: &Database, id: Id) -> Result<WriteOutcome, StoreError> {
     let exists = query("SELECT 1 AS present FROM products WHERE id = $1")
         .bind(id.as_i64())
-        .fetch_optional(db.writer())
+        .fetch_optional(db.consistent_reader())
         .await?
         .is_some();
     Ok(if exists {

@@ -41,7 +41,7 @@ pub async fn insert(db: &Database, user: &User, password_hash: &str) -> Result<(
 pub async fn find(db: &Database, id: Id) -> Result<Option<User>, StoreError> {
     let row = query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
         .bind(id.as_i64())
-        .fetch_optional(db.writer())
+        .fetch_optional(db.consistent_reader())
         .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
@@ -55,7 +55,7 @@ pub async fn find_credentials(
         "SELECT {COLUMNS}, password_hash FROM users WHERE email_normalized = $1"
     ))
     .bind(normalize_email(email))
-    .fetch_optional(db.writer())
+    .fetch_optional(db.consistent_reader())
     .await?;
     match row {
         Some(row) => Ok(Some((from_row(&row)?, row.try_get("password_hash")?))),
