@@ -82,7 +82,7 @@ impl utoipa::PartialSchema for Id {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some("^[0-9]{1,19}$"))
+            .pattern(Some("^[1-9][0-9]{0,18}$"))
             .description(Some("64-bit time-ordered id, as a decimal string"))
             .examples(["178250616291024896"])
             .into()

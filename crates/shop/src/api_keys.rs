@@ -29,6 +29,7 @@ pub struct IssueApiKey {
     pub email: String,
     pub password: String,
     /// What the key is for, e.g. "billing export".
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
 }
 
@@ -167,7 +168,7 @@ pub async fn list(
 /// Revokes one of the caller's keys (admins: anyone's). Takes effect on the next request.
 #[utoipa::path(
     delete, path = "/v1/api-keys/{keyId}", tag = "api-keys",
-    params(("keyId" = String, Path, description = "API key id")),
+    params(("keyId" = loadstar_core::Id, Path, description = "API key id")),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 204, description = "revoked"),

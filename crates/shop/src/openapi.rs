@@ -1,6 +1,8 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// The shop's API description, served at `/v1/openapi.json`.
@@ -33,7 +35,7 @@ use utoipa::{Modify, OpenApi};
         crate::orders::routes::cancel_order,
     ),
     components(schemas(loadstar_core::Problem, loadstar_core::FieldError)),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &CommonResponses),
     tags(
         (name = "users", description = "accounts"),
         (name = "sessions", description = "login and logout"),
@@ -58,4 +60,68 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
     }
+}
+
+/// Failures every endpoint of a kind can answer, added once here instead of on each
+/// handler: 401 wherever credentials are required, 413 and 415 wherever a body is read.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_common_responses(operation);
+            }
+        }
+    }
+}
+
+fn add_common_responses(operation: &mut Operation) {
+    let needs_credentials = operation
+        .security
+        .as_ref()
+        .is_some_and(|requirements| !requirements.is_empty());
+    let reads_body = operation.request_body.is_some();
+    let has_path_parameters = operation.parameters.as_ref().is_some_and(|parameters| {
+        parameters
+            .iter()
+            .any(|parameter| parameter.parameter_in == ParameterIn::Path)
+    });
+    let mut add = |status: &str, description: &str| {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| problem_response(description));
+    };
+    if has_path_parameters {
+        add("400", "a path parameter is not a valid id");
+    }
+    if needs_credentials {
+        add("401", "missing, invalid, expired or revoked credentials");
+    }
+    if reads_body {
+        add("413", "the body is larger than server.body_limit_bytes");
+        add("415", "the body is not JSON");
+    }
+}
+
+fn problem_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            loadstar_core::problem::PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
 }

@@ -45,7 +45,7 @@ impl PageRequest {
                 }
             },
         };
-        let limit = match limit {
+        let limit = match limit.filter(|l| !l.is_empty()) {
             None => DEFAULT_LIMIT,
             Some(raw) => match raw.parse::<i64>() {
                 Ok(value) if (1..=MAX_LIMIT).contains(&value) => value,

@@ -87,6 +87,7 @@ pub struct Order {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrderLine {
     pub product_id: Id,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
 }
 
@@ -94,9 +95,15 @@ pub struct OrderLine {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrder {
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderLine>,
     /// Optional `http(s)` URL notified when the order's payment settles.
     #[serde(default)]
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://",
+        example = "https://example.com/hooks/orders"
+    )]
     pub callback_url: Option<String>,
 }
 

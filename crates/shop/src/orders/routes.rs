@@ -27,6 +27,7 @@ pub struct OrderListQuery {
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
 }
 
@@ -81,7 +82,7 @@ fn idempotency_key(headers: &HeaderMap) -> ShopResult<Option<String>> {
 #[utoipa::path(
     post, path = "/v1/users/{userId}/orders", tag = "orders",
     params(
-        ("userId" = String, Path, description = "the caller's own user id"),
+        ("userId" = loadstar_core::Id, Path, description = "the caller's own user id"),
         ("Idempotency-Key" = Option<String>, Header, description = "makes retries safe: same key and body → same order"),
     ),
     request_body = PlaceOrder,
@@ -138,7 +139,7 @@ pub async fn place_order(
 /// Lists a user's orders, newest first.
 #[utoipa::path(
     get, path = "/v1/users/{userId}/orders", tag = "orders",
-    params(("userId" = String, Path, description = "user id"), OrderListQuery),
+    params(("userId" = loadstar_core::Id, Path, description = "user id"), OrderListQuery),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, body = Page<Order>),
@@ -164,7 +165,7 @@ pub async fn list_orders(
 /// Reads one order.
 #[utoipa::path(
     get, path = "/v1/users/{userId}/orders/{orderId}", tag = "orders",
-    params(("userId" = String, Path, description = "user id"), ("orderId" = String, Path, description = "order id")),
+    params(("userId" = loadstar_core::Id, Path, description = "user id"), ("orderId" = loadstar_core::Id, Path, description = "order id")),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, body = Order),
@@ -184,7 +185,7 @@ pub async fn get_order(
 /// Reads an order's lines.
 #[utoipa::path(
     get, path = "/v1/users/{userId}/orders/{orderId}/order-items", tag = "orders",
-    params(("userId" = String, Path, description = "user id"), ("orderId" = String, Path, description = "order id")),
+    params(("userId" = loadstar_core::Id, Path, description = "user id"), ("orderId" = loadstar_core::Id, Path, description = "order id")),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, body = OrderItemList),
@@ -205,7 +206,7 @@ pub async fn list_order_items(
 /// Cancels a pending order; its stock returns to the catalog.
 #[utoipa::path(
     post, path = "/v1/users/{userId}/orders/{orderId}/cancel", tag = "orders",
-    params(("userId" = String, Path, description = "user id"), ("orderId" = String, Path, description = "order id")),
+    params(("userId" = loadstar_core::Id, Path, description = "user id"), ("orderId" = loadstar_core::Id, Path, description = "order id")),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, body = Order),

@@ -48,13 +48,45 @@ impl Product {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductInput {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub sku: String,
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price_cents: i64,
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: i64,
+}
+
+/// Body of `PATCH /v1/products/{productId}` (RFC 7396): any subset of the writable
+/// fields. Every product field is required, so `null` (delete) is not allowed. Documents
+/// the contract; the handler applies the patch field by field to name each bad field.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ProductPatch {
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9._-]+$"
+    )]
+    sku: Option<String>,
+    #[schema(nullable = false, min_length = 1, max_length = 200, pattern = "\\S")]
+    name: Option<String>,
+    #[schema(nullable = false, max_length = 5000)]
+    description: Option<String>,
+    #[schema(nullable = false, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    price_cents: Option<i64>,
+    #[schema(nullable = false, pattern = "^[A-Z]{3}$")]
+    currency: Option<String>,
+    #[schema(nullable = false, minimum = 0, maximum = 1_000_000_000)]
+    stock: Option<i64>,
 }
 
 impl ProductInput {

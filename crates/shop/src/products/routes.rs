@@ -2,7 +2,7 @@
 
 use super::conditional::{if_match_version, if_none_match_hits};
 use super::repository::{self, ProductFilter, WriteOutcome};
-use super::{Product, ProductInput, MAX_PRICE_CENTS};
+use super::{Product, ProductInput, ProductPatch, MAX_PRICE_CENTS};
 use crate::auth::Principal;
 use crate::error::{ShopError, ShopResult};
 use crate::extract::{path_id, JsonBody};
@@ -29,12 +29,16 @@ pub struct ProductListQuery {
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// Only products costing at least this many minor units.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub min_price_cents: Option<String>,
     /// Only products costing at most this many minor units.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub max_price_cents: Option<String>,
     /// Only products whose name contains this text (case-insensitive).
+    #[param(max_length = 100)]
     pub q: Option<String>,
 }
 
@@ -85,7 +89,7 @@ pub async fn list_products(
 }
 
 fn parse_price(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<i64> {
-    let raw = raw?;
+    let raw = raw.filter(|r| !r.is_empty())?;
     match raw.parse::<i64>() {
         Ok(value) if (0..=MAX_PRICE_CENTS).contains(&value) => Some(value),
         _ => {
@@ -102,7 +106,7 @@ fn parse_price(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> 
 #[utoipa::path(
     get, path = "/v1/products/{productId}", tag = "products",
     params(
-        ("productId" = String, Path, description = "product id"),
+        ("productId" = loadstar_core::Id, Path, description = "product id"),
         ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy"),
     ),
     responses(
@@ -204,7 +208,7 @@ pub async fn create_product(
 /// Replaces every field of a product (admins). Honours `If-Match`.
 #[utoipa::path(
     put, path = "/v1/products/{productId}", tag = "products",
-    params(("productId" = String, Path, description = "product id")),
+    params(("productId" = loadstar_core::Id, Path, description = "product id")),
     request_body = ProductInput,
     security(("bearer" = []), ("apiKey" = [])),
     responses(
@@ -236,9 +240,8 @@ pub async fn replace_product(
 /// Changes some fields of a product (admins), as a JSON merge patch (RFC 7396).
 #[utoipa::path(
     patch, path = "/v1/products/{productId}", tag = "products",
-    params(("productId" = String, Path, description = "product id")),
-    request_body(content = Object, content_type = "application/merge-patch+json",
-        description = "any subset of sku, name, description, priceCents, currency, stock"),
+    params(("productId" = loadstar_core::Id, Path, description = "product id")),
+    request_body(content = ProductPatch, content_type = "application/merge-patch+json"),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, body = Product),
@@ -317,7 +320,7 @@ fn apply_merge_patch(
 /// Deletes a product (admins). Orders keep their own copy of name and price.
 #[utoipa::path(
     delete, path = "/v1/products/{productId}", tag = "products",
-    params(("productId" = String, Path, description = "product id")),
+    params(("productId" = loadstar_core::Id, Path, description = "product id")),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 204, description = "deleted"),

@@ -32,8 +32,11 @@ pub struct User {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
+    #[schema(format = Email, max_length = 254, example = "ada@example.com")]
     pub email: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
 }
 

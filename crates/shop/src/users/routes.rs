@@ -39,7 +39,7 @@ pub async fn create_user(
 /// Reads a user: yourself, or anyone if you are an admin.
 #[utoipa::path(
     get, path = "/v1/users/{userId}", tag = "users",
-    params(("userId" = String, Path, description = "user id")),
+    params(("userId" = loadstar_core::Id, Path, description = "user id")),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, body = User),
@@ -67,13 +67,17 @@ pub async fn get_user(
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     #[serde(default, deserialize_with = "present_value")]
+    #[schema(nullable = false, format = Email, max_length = 254)]
     pub email: Option<String>,
     #[serde(default, deserialize_with = "present_value")]
+    #[schema(nullable = false, min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present_value")]
+    #[schema(nullable = false, min_length = 8, max_length = 128)]
     pub password: Option<String>,
     /// Admins only.
     #[serde(default, deserialize_with = "present_value")]
+    #[schema(nullable = false)]
     pub role: Option<Role>,
 }
 
@@ -90,7 +94,7 @@ where
 /// Updates a user's email, name or password (admins: also role).
 #[utoipa::path(
     patch, path = "/v1/users/{userId}", tag = "users",
-    params(("userId" = String, Path, description = "user id")),
+    params(("userId" = loadstar_core::Id, Path, description = "user id")),
     request_body(content = UserPatch, content_type = "application/merge-patch+json"),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
