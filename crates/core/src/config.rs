@@ -86,7 +86,7 @@ impl Default for DatabaseConfig {
 }
 
 fn serialize_redacted_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&crate::secret::redact_url_password(url))
+    serializer.serialize_str(&crate::redaction::redact_url_password(url))
 }
 
 /// Credentials and sessions.

@@ -3,7 +3,7 @@
 //! Nothing here knows about the shop domain. The pieces:
 //!
 //! - [`config`]: the one configuration tree, layered defaults → TOML file → `LOADSTAR_`
-//!   environment, with secrets that never print.
+//!   environment; [`redaction`] keeps its secrets out of everything printed.
 //! - [`problem`]: RFC 9457 `application/problem+json`, the only error shape a client sees.
 //! - [`request_context`]: the request id (accepted or generated) and the middleware that
 //!   echoes it and turns every bare error response into a problem.
@@ -18,12 +18,11 @@ pub mod ids;
 pub mod problem;
 pub mod request_context;
 pub mod request_telemetry;
-pub mod secret;
+pub mod redaction;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timestamp;
 
 pub use ids::{Id, IdGenerator};
 pub use problem::{FieldError, Problem};
-pub use secret::Secret;
 pub use timestamp::Timestamp;

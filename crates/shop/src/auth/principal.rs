@@ -126,27 +126,6 @@ impl FromRequestParts<ShopState> for Principal {
     }
 }
 
-/// Like [`Principal`], but a request without credentials is anonymous instead of 401.
-/// Credentials that are present but wrong still answer 401.
-#[derive(Debug, Clone)]
-pub struct MaybePrincipal(pub Option<Principal>);
-
-impl FromRequestParts<ShopState> for MaybePrincipal {
-    type Rejection = ShopError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &ShopState) -> Result<Self, ShopError> {
-        let has_credentials = parts.headers.contains_key(header::AUTHORIZATION)
-            || parts.headers.contains_key("x-api-key");
-        if has_credentials {
-            Principal::from_request_parts(parts, state)
-                .await
-                .map(|p| MaybePrincipal(Some(p)))
-        } else {
-            Ok(MaybePrincipal(None))
-        }
-    }
-}
-
 async fn authenticate_session(state: &ShopState, token: &str) -> Result<Principal, ShopError> {
     let token_hash = hash_secret(token);
     let session = state
