@@ -16,9 +16,9 @@
 pub mod config;
 pub mod ids;
 pub mod problem;
+pub mod redaction;
 pub mod request_context;
 pub mod request_telemetry;
-pub mod redaction;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timestamp;

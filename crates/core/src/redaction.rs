@@ -23,6 +23,9 @@ mod tests {
             redact_url_password("postgres://app:s3cret@db.internal:5432/shop"),
             "postgres://app:***@db.internal:5432/shop"
         );
-        assert_eq!(redact_url_password("sqlite://var/x.db"), "sqlite://var/x.db");
+        assert_eq!(
+            redact_url_password("sqlite://var/x.db"),
+            "sqlite://var/x.db"
+        );
     }
 }

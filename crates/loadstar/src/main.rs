@@ -7,6 +7,8 @@ use loadstar_core::config::Config;
 use loadstar_shop::auth::Role;
 use loadstar_shop::users::SignUp;
 use loadstar_shop::ShopState;
+use loadstar_sim::config::{DEFAULT_CAPACITY_PER_SEC, DEFAULT_LISTEN};
+use loadstar_sim::{PaymentSimulator, SimConfig};
 use loadstar_store::Database;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,7 +41,8 @@ struct CommonArgs {
     /// Directory for local data (SQLite database, uploads).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Address the HTTP listener binds.
+    /// Address the HTTP listener binds (`sim payments`: its own listener, 127.0.0.1:9090
+    /// unless given).
     #[arg(long, global = true, value_name = "ADDR")]
     listen: Option<SocketAddr>,
 }
@@ -59,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Simulators of external systems, for tests and load runs.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -71,6 +79,23 @@ enum AdminCommand {
         password: String,
         #[arg(long, default_value = "Administrator")]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// A payment provider: idempotent charges, 429 beyond capacity, injectable failures
+    /// and latency. Listens on --listen, 127.0.0.1:9090 by default.
+    Payments {
+        /// Probability (0-1) that a new charge fails with a transient 503.
+        #[arg(long, default_value_t = 0.0, value_name = "F")]
+        failure_rate: f64,
+        /// Artificial delay of every new charge, in milliseconds.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        latency_ms: u64,
+        /// Charge requests accepted per second; beyond it the answer is 429.
+        #[arg(long, default_value_t = DEFAULT_CAPACITY_PER_SEC, value_name = "RPS")]
+        capacity: u32,
     },
 }
 
@@ -104,6 +129,18 @@ async fn run_api(config: &Config) -> anyhow::Result<()> {
     application.run_until_stopped().await
 }
 
+/// The simulator has its own listener: the global `--listen` if given, else its default,
+/// never `server.listen`, which belongs to the api role.
+async fn run_payment_simulator(config: SimConfig) -> anyhow::Result<()> {
+    let simulator = PaymentSimulator::build(&config)
+        .await
+        .context("cannot start the payment simulator")?;
+    simulator
+        .run_until_stopped(loadstar_core::shutdown::on_signal())
+        .await
+        .context("the payment simulator failed")
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -116,6 +153,22 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(backend = db.backend().name(), "migrations applied");
             db.close().await;
             Ok(())
+        }
+        Command::Sim {
+            command:
+                SimCommand::Payments {
+                    failure_rate,
+                    latency_ms,
+                    capacity,
+                },
+        } => {
+            run_payment_simulator(SimConfig {
+                listen: cli.common.listen.unwrap_or(DEFAULT_LISTEN),
+                failure_rate,
+                latency_ms,
+                capacity_per_sec: capacity,
+            })
+            .await
         }
         Command::Config => {
             print!("{}", config.to_redacted_toml()?);

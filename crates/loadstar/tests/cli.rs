@@ -204,3 +204,69 @@ async fn serve_runs_migrations_answers_an_admin_and_stops_cleanly_on_sigterm() {
     );
     std::fs::remove_dir_all(data_dir).ok();
 }
+
+#[tokio::test]
+async fn sim_payments_serves_charges_on_its_listen_address_and_stops_on_sigterm() {
+    let mut simulator = loadstar(&[
+        "sim",
+        "payments",
+        "--listen",
+        "127.0.0.1:0",
+        "--capacity",
+        "50",
+    ])
+    .env("LOADSTAR_LOG__FORMAT", "json")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let lines = stdout_lines(&mut simulator);
+    let listening = wait_for_log(
+        &lines,
+        "payment simulator listening",
+        Duration::from_secs(30),
+    );
+    let url = listening["url"].as_str().unwrap().to_owned();
+
+    let client = reqwest::Client::new();
+    let charge = serde_json::json!({"orderId": "cli-1", "amountCents": 100, "currency": "EUR"});
+    for _ in 0..2 {
+        let response = client
+            .post(format!("{url}/v1/charges"))
+            .header("Idempotency-Key", "cli-1")
+            .json(&charge)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let stats: Value = client
+        .get(format!("{url}/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["charges"], 1);
+    assert_eq!(stats["repeatedAttempts"], 1);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &simulator.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_for_log(&lines, "payment simulator stopped", Duration::from_secs(30));
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = simulator.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < until,
+            "the simulator did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10)); // poll interval, bounded by the deadline
+    };
+    assert!(status.success(), "{status:?}");
+}

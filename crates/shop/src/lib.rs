@@ -12,12 +12,14 @@
 //! - [`error::ShopError`] is the one error type; it becomes a problem+json response in
 //!   exactly one place.
 //! - [`openapi::ShopApi`] is the OpenAPI 3.1 document, generated from the handlers.
+//! - [`messages`]: Protocol Buffers schemas of the order pipeline's jobs and events.
 
 pub mod api_keys;
 pub mod auth;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod messages;
 pub mod openapi;
 pub mod orders;
 pub mod pagination;

@@ -3,43 +3,10 @@
 //! names a server (an admin URL; the suite creates its own database there).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use loadstar_core::config::DatabaseConfig;
 use loadstar_core::{Id, Timestamp};
 use loadstar_shop::auth::{Session, SessionStore, SqlSessionStore};
 use loadstar_store::Database;
 use std::time::Duration;
-
-async fn sqlite_database() -> Database {
-    let dir = std::env::temp_dir().join(format!("loadstar-sessions-{}", rand::random::<u64>()));
-    let db = Database::connect(&DatabaseConfig::default(), &dir)
-        .await
-        .unwrap();
-    db.migrate().await.unwrap();
-    db
-}
-
-async fn postgres_database() -> Option<Database> {
-    use sqlx::Connection;
-    let admin_url = std::env::var("LOADSTAR_TEST_DATABASE_URL").ok()?;
-    let name = format!("loadstar_test_{:016x}", rand::random::<u64>());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&admin_url).unwrap();
-    url.set_path(&name);
-    let config = DatabaseConfig {
-        url: url.to_string(),
-        max_connections: 4,
-        ..DatabaseConfig::default()
-    };
-    let db = Database::connect(&config, std::path::Path::new("unused"))
-        .await
-        .unwrap();
-    db.migrate().await.unwrap();
-    Some(db)
-}
 
 /// Inserts a user row so sessions can reference it.
 async fn user(db: &Database, id: i64) -> Id {
@@ -124,7 +91,9 @@ macro_rules! session_store_suite {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let db = super::sqlite_database().await;
+                    let db = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Sqlite)
+                        .await
+                        .expect("sqlite is always available");
                     let store = loadstar_shop::auth::SqlSessionStore::new(db.clone());
                     super::$case(&store, &db).await;
                 }
@@ -134,7 +103,7 @@ macro_rules! session_store_suite {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let Some(db) = super::postgres_database().await else {
+                    let Some(db) = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Postgres).await else {
                         eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: PostgreSQL variant not run");
                         return;
                     };

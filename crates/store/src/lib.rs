@@ -19,6 +19,8 @@ mod backend;
 mod database;
 mod error;
 mod migrations;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use backend::Backend;
 pub use database::Database;

@@ -85,30 +85,12 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     config
 }
 
-/// Creates an empty PostgreSQL database for one test; `None` if no server is configured.
-async fn fresh_postgres_database() -> Option<String> {
-    let admin_url = std::env::var("LOADSTAR_TEST_DATABASE_URL").ok()?;
-    let name = format!("loadstar_test_{}", random_suffix());
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .expect("LOADSTAR_TEST_DATABASE_URL must accept connections");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create test database");
-    admin.close().await.ok();
-    let mut url = url::Url::parse(&admin_url).expect("LOADSTAR_TEST_DATABASE_URL is a URL");
-    url.set_path(&name);
-    Some(url.to_string())
-}
-
 /// Starts the application on `backend` with a fresh, migrated database.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     let data_dir = std::env::temp_dir().join(format!("loadstar-test-{}", random_suffix()));
     let mut config = test_config(data_dir.clone());
     if backend == Backend::Postgres {
-        config.database.url = fresh_postgres_database().await?;
+        config.database.url = loadstar_store::test_support::fresh_postgres_url().await?;
         config.database.max_connections = 8;
     }
     Some(spawn_with_config(config, backend).await)

@@ -1,0 +1,35 @@
+//! Queue failures in the caller's terms.
+
+use loadstar_store::StoreError;
+
+/// What went wrong talking to the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The job does not exist (or is not in a state the operation applies to).
+    #[error("job {0} not found")]
+    NotFound(loadstar_core::Id),
+    /// The request is malformed: empty kind, payload over the limit, zero attempts.
+    #[error("invalid job: {0}")]
+    Invalid(String),
+    /// The backend is down or saturated; retryable.
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a broken schema.
+    #[error("queue error: {0}")]
+    Backend(String),
+}
+
+impl From<StoreError> for JobError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(cause) => JobError::Unavailable(cause),
+            other => JobError::Backend(other.to_string()),
+        }
+    }
+}
+
+impl From<loadstar_store::sql::Error> for JobError {
+    fn from(error: loadstar_store::sql::Error) -> Self {
+        JobError::from(StoreError::from(error))
+    }
+}

@@ -1,0 +1,494 @@
+//! The queue in the domain database: SQLite (embedded) or PostgreSQL.
+//!
+//! One set of statements serves both engines; the only difference is how concurrent
+//! fetchers avoid each other. PostgreSQL locks the chosen rows with
+//! `FOR UPDATE SKIP LOCKED`, so fetchers on many nodes take disjoint jobs without
+//! waiting; SQLite has a single writer, so fetches are already serialised.
+
+use crate::clock::Clock;
+use crate::error::JobError;
+use crate::model::{Attempt, AttemptOutcome, Job, JobState, LeasedJob, NewJob, QueueCounts};
+use crate::queue::JobQueue;
+use crate::retry_policy::{Exhausted, RetryPolicy};
+use async_trait::async_trait;
+use loadstar_core::{Id, IdGenerator, Timestamp};
+use loadstar_store::sql::{query, Any, AnyRow, Row, Transaction};
+use loadstar_store::{Backend, Database};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest payload stored inline; bigger ones belong in object storage (claim check).
+pub const MAX_INLINE_PAYLOAD: usize = 256 * 1024;
+
+const JOB_COLUMNS: &str = "id, queue, kind, payload, priority, state, run_at, attempt, \
+    max_attempts, last_error, created_at, finished_at";
+const LEASED_COLUMNS: &str =
+    "id, queue, kind, payload, attempt, max_attempts, lease_until, worker, created_at, trace_context";
+
+/// [`JobQueue`] on a [`Database`].
+#[derive(Clone)]
+pub struct SqlJobQueue {
+    db: Database,
+    ids: Arc<IdGenerator>,
+    clock: Arc<dyn Clock>,
+}
+
+impl SqlJobQueue {
+    pub fn new(db: Database, ids: Arc<IdGenerator>, clock: Arc<dyn Clock>) -> Self {
+        Self { db, ids, clock }
+    }
+
+    /// `FOR UPDATE SKIP LOCKED` where the engine has it.
+    fn row_locking(&self) -> &'static str {
+        match self.db.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// Expired leases back to available (or dead after the last attempt), each recorded
+    /// as a `lease_expired` attempt; unstarted jobs past their time to live to dead.
+    async fn sweep(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        queue: &str,
+        now: Timestamp,
+    ) -> Result<(), JobError> {
+        query(
+            "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error) \
+             SELECT id, attempt, worker, started_at, $3, 'lease_expired', 'the worker stopped renewing its lease' \
+             FROM jobs WHERE queue = $1 AND state = 'running' AND lease_until <= $2",
+        )
+        .bind(queue)
+        .bind(now.unix_micros())
+        .bind(now.unix_micros())
+        .execute(&mut **tx)
+        .await?;
+        query(
+            "UPDATE jobs SET \
+               state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'available' END, \
+               finished_at = CASE WHEN attempt >= max_attempts THEN $2 ELSE NULL END, \
+               run_at = $2, lease_until = NULL, worker = NULL, updated_at = $2, \
+               last_error = 'the worker stopped renewing its lease' \
+             WHERE queue = $1 AND state = 'running' AND lease_until <= $2",
+        )
+        .bind(queue)
+        .bind(now.unix_micros())
+        .execute(&mut **tx)
+        .await?;
+        query(
+            "UPDATE jobs SET state = 'dead', finished_at = $2, updated_at = $2, \
+               last_error = 'expired before a worker started it' \
+             WHERE queue = $1 AND state = 'available' AND expires_at IS NOT NULL AND expires_at <= $2",
+        )
+        .bind(queue)
+        .bind(now.unix_micros())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records how an attempt ended and moves the job, if `job` still holds its lease.
+    async fn finish_attempt(
+        &self,
+        job: &LeasedJob,
+        outcome: AttemptOutcome,
+        error: Option<&str>,
+        next: Next,
+    ) -> Result<bool, JobError> {
+        let now = self.clock.now();
+        let mut tx = self.db.writer().begin().await?;
+        let guard = "id = $1 AND state = 'running' AND worker = $2 AND attempt = $3";
+        let held = query(&format!(
+            "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error) \
+             SELECT id, attempt, worker, started_at, $4, $5, $6 FROM jobs WHERE {guard}"
+        ))
+        .bind(job.id.as_i64())
+        .bind(&job.worker)
+        .bind(i64::from(job.attempt))
+        .bind(now.unix_micros())
+        .bind(outcome.as_str())
+        .bind(error)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if !held {
+            return Ok(false);
+        }
+        // Every statement binds exactly the placeholders it names ($1-$3: the lease guard,
+        // $4: now); PostgreSQL rejects unused parameters.
+        let sql = match next {
+            Next::Completed => format!(
+                "UPDATE jobs SET state = 'completed', finished_at = $4, updated_at = $4, \
+                 lease_until = NULL, last_error = NULL WHERE {guard}"
+            ),
+            Next::RetryAt(_) => format!(
+                "UPDATE jobs SET state = 'available', run_at = $5, updated_at = $4, \
+                 lease_until = NULL, worker = NULL, last_error = $6 WHERE {guard}"
+            ),
+            Next::Dead => format!(
+                "UPDATE jobs SET state = 'dead', finished_at = $4, updated_at = $4, \
+                 lease_until = NULL, last_error = $5 WHERE {guard}"
+            ),
+            Next::Discard => format!("DELETE FROM jobs WHERE {guard} AND $4 = $4"),
+        };
+        let statement = query(&sql)
+            .bind(job.id.as_i64())
+            .bind(job.worker.clone())
+            .bind(i64::from(job.attempt))
+            .bind(now.unix_micros());
+        let statement = match next {
+            Next::RetryAt(at) => statement
+                .bind(at.unix_micros())
+                .bind(error.map(str::to_owned)),
+            Next::Dead => statement.bind(error.map(str::to_owned)),
+            Next::Completed | Next::Discard => statement,
+        };
+        statement.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn attempts_of(&self, id: Id) -> Result<Vec<Attempt>, JobError> {
+        let rows = query(
+            "SELECT attempt, worker, started_at, finished_at, outcome, error FROM job_attempts \
+             WHERE job_id = $1 ORDER BY attempt",
+        )
+        .bind(id.as_i64())
+        .fetch_all(self.db.consistent_reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let outcome: String = row.try_get("outcome")?;
+                Ok(Attempt {
+                    attempt: to_u32(row.try_get("attempt")?),
+                    worker: row.try_get("worker")?,
+                    started_at: Timestamp::from_unix_micros(row.try_get("started_at")?),
+                    finished_at: Timestamp::from_unix_micros(row.try_get("finished_at")?),
+                    outcome: AttemptOutcome::from_stored(&outcome),
+                    error: row.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Where a finished attempt sends the job.
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    Completed,
+    RetryAt(Timestamp),
+    Dead,
+    Discard,
+}
+
+fn to_u32(value: i64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+fn job_from_row(row: &AnyRow) -> Result<Job, JobError> {
+    let state: String = row.try_get("state")?;
+    Ok(Job {
+        id: Id::from_i64(row.try_get("id")?),
+        queue: row.try_get("queue")?,
+        kind: row.try_get("kind")?,
+        payload: row.try_get("payload")?,
+        priority: row.try_get("priority")?,
+        state: JobState::from_stored(&state)
+            .ok_or_else(|| JobError::Backend(format!("unknown job state {state:?}")))?,
+        run_at: Timestamp::from_unix_micros(row.try_get("run_at")?),
+        attempt: to_u32(row.try_get("attempt")?),
+        max_attempts: to_u32(row.try_get("max_attempts")?),
+        last_error: row.try_get("last_error")?,
+        created_at: Timestamp::from_unix_micros(row.try_get("created_at")?),
+        finished_at: row
+            .try_get::<Option<i64>, _>("finished_at")?
+            .map(Timestamp::from_unix_micros),
+        attempts: Vec::new(),
+    })
+}
+
+fn leased_from_row(row: &AnyRow) -> Result<LeasedJob, JobError> {
+    Ok(LeasedJob {
+        id: Id::from_i64(row.try_get("id")?),
+        queue: row.try_get("queue")?,
+        kind: row.try_get("kind")?,
+        payload: row.try_get("payload")?,
+        attempt: to_u32(row.try_get("attempt")?),
+        max_attempts: to_u32(row.try_get("max_attempts")?),
+        lease_until: Timestamp::from_unix_micros(row.try_get("lease_until")?),
+        worker: row.try_get("worker")?,
+        enqueued_at: Timestamp::from_unix_micros(row.try_get("created_at")?),
+        trace_context: row.try_get("trace_context")?,
+    })
+}
+
+fn validate(job: &NewJob) -> Result<(), JobError> {
+    if job.queue.is_empty() || job.kind.is_empty() {
+        return Err(JobError::Invalid(
+            "queue and kind must not be empty".to_owned(),
+        ));
+    }
+    if job.max_attempts == 0 {
+        return Err(JobError::Invalid(
+            "max_attempts must be at least 1".to_owned(),
+        ));
+    }
+    if job.payload.len() > MAX_INLINE_PAYLOAD {
+        return Err(JobError::Invalid(format!(
+            "payload of {} bytes exceeds the inline limit of {MAX_INLINE_PAYLOAD}",
+            job.payload.len()
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl JobQueue for SqlJobQueue {
+    async fn enqueue(&self, job: NewJob) -> Result<Id, JobError> {
+        let mut tx = self.db.writer().begin().await?;
+        let id = self.enqueue_in(&mut tx, job).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn enqueue_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        job: NewJob,
+    ) -> Result<Id, JobError> {
+        validate(&job)?;
+        let now = self.clock.now();
+        let id = self.ids.next_id();
+        if let Some(key) = &job.unique_key {
+            let claimed = query(
+                "INSERT INTO job_unique_keys (unique_key, job_id, held_until) VALUES ($1, $2, $3) \
+                 ON CONFLICT (unique_key) DO UPDATE SET job_id = excluded.job_id, held_until = excluded.held_until \
+                 WHERE job_unique_keys.held_until <= $4 RETURNING job_id",
+            )
+            .bind(key)
+            .bind(id.as_i64())
+            .bind(now.plus(job.unique_for).unix_micros())
+            .bind(now.unix_micros())
+            .fetch_optional(&mut **tx)
+            .await?;
+            if claimed.is_none() {
+                let holder: i64 = query("SELECT job_id FROM job_unique_keys WHERE unique_key = $1")
+                    .bind(key)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get("job_id")?;
+                return Ok(Id::from_i64(holder));
+            }
+        }
+        query(
+            "INSERT INTO jobs (id, queue, kind, payload, priority, state, run_at, attempt, max_attempts, \
+               ordering_key, expires_at, trace_context, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'available', $6, 0, $7, $8, $9, $10, $11, $11)",
+        )
+        .bind(id.as_i64())
+        .bind(&job.queue)
+        .bind(&job.kind)
+        .bind(&job.payload)
+        .bind(job.priority)
+        .bind(now.plus(job.delay).unix_micros())
+        .bind(i64::from(job.max_attempts))
+        .bind(&job.ordering_key)
+        .bind(job.time_to_live.map(|ttl| now.plus(ttl).unix_micros()))
+        .bind(&job.trace_context)
+        .bind(now.unix_micros())
+        .execute(&mut **tx)
+        .await?;
+        Ok(id)
+    }
+
+    async fn fetch(
+        &self,
+        queue: &str,
+        worker: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<LeasedJob>, JobError> {
+        let now = self.clock.now();
+        let mut tx = self.db.writer().begin().await?;
+        self.sweep(&mut tx, queue, now).await?;
+        // A job with an ordering key waits while an earlier job with the same key is
+        // still to run or running: jobs sharing a key run one at a time, in id order.
+        let rows = query(&format!(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = $1, worker = $2, \
+               started_at = $3, updated_at = $3 \
+             WHERE id IN ( \
+               SELECT j.id FROM jobs j \
+               WHERE j.queue = $4 AND j.state = 'available' AND j.run_at <= $3 \
+                 AND (j.ordering_key IS NULL OR NOT EXISTS ( \
+                   SELECT 1 FROM jobs p WHERE p.ordering_key = j.ordering_key AND p.id < j.id \
+                     AND p.state IN ('available', 'running'))) \
+               ORDER BY j.priority DESC, j.run_at, j.id LIMIT $5 {} \
+             ) RETURNING {LEASED_COLUMNS}, priority",
+            self.row_locking()
+        ))
+        .bind(now.plus(lease).unix_micros())
+        .bind(worker)
+        .bind(now.unix_micros())
+        .bind(queue)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut leased: Vec<(i64, LeasedJob)> = rows
+            .iter()
+            .map(|row| Ok((row.try_get("priority")?, leased_from_row(row)?)))
+            .collect::<Result<_, JobError>>()?;
+        leased.sort_by(|(pa, a), (pb, b)| pb.cmp(pa).then(a.id.cmp(&b.id)));
+        Ok(leased.into_iter().map(|(_, job)| job).collect())
+    }
+
+    async fn heartbeat(
+        &self,
+        job: &LeasedJob,
+        lease: Duration,
+    ) -> Result<Option<Timestamp>, JobError> {
+        let until = self.clock.now().plus(lease);
+        let extended = query(
+            "UPDATE jobs SET lease_until = $4 WHERE id = $1 AND state = 'running' AND worker = $2 AND attempt = $3",
+        )
+        .bind(job.id.as_i64())
+        .bind(&job.worker)
+        .bind(i64::from(job.attempt))
+        .bind(until.unix_micros())
+        .execute(self.db.writer())
+        .await?
+        .rows_affected();
+        Ok((extended > 0).then_some(until))
+    }
+
+    async fn complete(&self, job: &LeasedJob) -> Result<bool, JobError> {
+        self.finish_attempt(job, AttemptOutcome::Completed, None, Next::Completed)
+            .await
+    }
+
+    async fn fail(
+        &self,
+        job: &LeasedJob,
+        error: &str,
+        policy: &RetryPolicy,
+    ) -> Result<Option<JobState>, JobError> {
+        let (next, state) = if job.attempt < job.max_attempts {
+            let at = self.clock.now().plus(policy.backoff(job.attempt));
+            (Next::RetryAt(at), Some(JobState::Available))
+        } else {
+            match policy.on_exhausted {
+                Exhausted::DeadLetter => (Next::Dead, Some(JobState::Dead)),
+                Exhausted::Discard => (Next::Discard, None),
+            }
+        };
+        if self
+            .finish_attempt(job, AttemptOutcome::Failed, Some(error), next)
+            .await?
+        {
+            Ok(state)
+        } else {
+            Err(JobError::NotFound(job.id))
+        }
+    }
+
+    async fn get(&self, id: Id) -> Result<Option<Job>, JobError> {
+        let row = query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id.as_i64())
+            .fetch_optional(self.db.consistent_reader())
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut job = job_from_row(&row)?;
+        job.attempts = self.attempts_of(id).await?;
+        Ok(Some(job))
+    }
+
+    async fn dead_jobs(
+        &self,
+        queue: Option<&str>,
+        kind: Option<&str>,
+        after: Option<Id>,
+        limit: u32,
+    ) -> Result<Vec<Job>, JobError> {
+        let rows = query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'dead' AND id > $1 \
+             AND ($2 = '' OR queue = $2) AND ($3 = '' OR kind = $3) ORDER BY id LIMIT $4"
+        ))
+        .bind(after.map_or(0, Id::as_i64))
+        .bind(queue.unwrap_or_default())
+        .bind(kind.unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(self.db.consistent_reader())
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut job = job_from_row(row)?;
+            job.attempts = self.attempts_of(job.id).await?;
+            jobs.push(job);
+        }
+        Ok(jobs)
+    }
+
+    async fn retry_dead(&self, id: Id) -> Result<bool, JobError> {
+        let now = self.clock.now();
+        let moved = query(
+            "UPDATE jobs SET state = 'available', run_at = $2, max_attempts = attempt + max_attempts, \
+               finished_at = NULL, lease_until = NULL, worker = NULL, expires_at = NULL, updated_at = $2 \
+             WHERE id = $1 AND state = 'dead'",
+        )
+        .bind(id.as_i64())
+        .bind(now.unix_micros())
+        .execute(self.db.writer())
+        .await?
+        .rows_affected();
+        Ok(moved > 0)
+    }
+
+    async fn discard_dead(&self, id: Id) -> Result<bool, JobError> {
+        let mut tx = self.db.writer().begin().await?;
+        query("DELETE FROM job_attempts WHERE job_id = $1 AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'dead')")
+            .bind(id.as_i64())
+            .execute(&mut *tx)
+            .await?;
+        let deleted = query("DELETE FROM jobs WHERE id = $1 AND state = 'dead'")
+            .bind(id.as_i64())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn counts(&self) -> Result<Vec<QueueCounts>, JobError> {
+        let rows = query(
+            "SELECT queue, state, COUNT(*) AS jobs FROM jobs GROUP BY queue, state ORDER BY queue",
+        )
+        .fetch_all(self.db.consistent_reader())
+        .await?;
+        let mut counts: Vec<QueueCounts> = Vec::new();
+        for row in &rows {
+            let queue: String = row.try_get("queue")?;
+            let state: String = row.try_get("state")?;
+            let jobs = u64::try_from(row.try_get::<i64, _>("jobs")?).unwrap_or(0);
+            if counts.last().is_none_or(|last| last.queue != queue) {
+                counts.push(QueueCounts {
+                    queue: queue.clone(),
+                    ..QueueCounts::default()
+                });
+            }
+            if let Some(entry) = counts.last_mut() {
+                match JobState::from_stored(&state) {
+                    Some(JobState::Available) => entry.available = jobs,
+                    Some(JobState::Running) => entry.running = jobs,
+                    Some(JobState::Completed) => entry.completed = jobs,
+                    Some(JobState::Dead) => entry.dead = jobs,
+                    None => {}
+                }
+            }
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,61 @@
+//! Fresh, migrated databases for tests of any crate (feature `test-support`).
+//!
+//! SQLite: a new file in a temporary directory. PostgreSQL: a new database on the server
+//! that `LOADSTAR_TEST_DATABASE_URL` names (an admin URL); `None` when it is not set, so
+//! suites run their PostgreSQL half only where a server is configured.
+
+use crate::{Backend, Database};
+use loadstar_core::config::DatabaseConfig;
+use sqlx::Connection;
+use std::path::{Path, PathBuf};
+
+/// The environment variable naming the PostgreSQL admin URL for tests.
+pub const TEST_DATABASE_URL: &str = "LOADSTAR_TEST_DATABASE_URL";
+
+/// A unique scratch directory under the system temp dir (not created).
+pub fn scratch_dir(label: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("loadstar-{label}-{:016x}", rand::random::<u64>()))
+}
+
+/// Creates an empty PostgreSQL database and returns its URL; `None` without a server.
+///
+/// # Panics
+/// If the variable is set but the server refuses: a misconfigured test run must fail
+/// loudly, not skip.
+#[allow(clippy::expect_used)]
+pub async fn fresh_postgres_url() -> Option<String> {
+    let admin_url = std::env::var(TEST_DATABASE_URL).ok()?;
+    let name = format!("loadstar_test_{:016x}", rand::random::<u64>());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("LOADSTAR_TEST_DATABASE_URL must accept connections");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    admin.close().await.ok();
+    let mut url = url::Url::parse(&admin_url).expect("LOADSTAR_TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    Some(url.to_string())
+}
+
+/// A migrated database on `backend`; `None` for PostgreSQL without a configured server.
+#[allow(clippy::expect_used)]
+pub async fn fresh_database(backend: Backend) -> Option<Database> {
+    let (config, data_dir) = match backend {
+        Backend::Sqlite => (DatabaseConfig::default(), scratch_dir("db")),
+        Backend::Postgres => (
+            DatabaseConfig {
+                url: fresh_postgres_url().await?,
+                max_connections: 8,
+                ..DatabaseConfig::default()
+            },
+            Path::new("unused").to_owned(),
+        ),
+    };
+    let db = Database::connect(&config, &data_dir)
+        .await
+        .expect("connect to the test database");
+    db.migrate().await.expect("migrate the test database");
+    Some(db)
+}
