@@ -15,6 +15,8 @@
 //! - [`RetryPolicy`] turns a failure into the next attempt (exponential backoff with full
 //!   jitter) or, after the last attempt, into the error queue (state `dead`, with the
 //!   attempt history) or a discard, per job kind.
+//! - [`WorkerPool`] runs [`JobHandler`]s for the kinds it knows: as many jobs at once as
+//!   it has slots, leases renewed while a handler runs, graceful drain on shutdown.
 //! - Time comes from a [`Clock`], so tests move it instead of sleeping.
 
 mod clock;
@@ -23,6 +25,7 @@ mod model;
 mod queue;
 mod retry_policy;
 mod sql_queue;
+mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
@@ -30,3 +33,4 @@ pub use model::{Attempt, AttemptOutcome, Job, JobState, LeasedJob, NewJob, Queue
 pub use queue::JobQueue;
 pub use retry_policy::{Exhausted, RetryPolicy};
 pub use sql_queue::SqlJobQueue;
+pub use worker::{HandlerError, JobHandler, PoolSettings, WorkerPool};

@@ -1,0 +1,242 @@
+//! Worker pools: fetch jobs, run their handlers, keep leases alive, settle outcomes.
+//!
+//! A pool serves one or more queues with a fixed number of concurrent jobs. It fetches
+//! only as many jobs as it has free slots (so a job never waits in a worker's memory while
+//! its lease runs down), renews each lease at a third of its length while the handler runs,
+//! and acknowledges only after the handler succeeded. On shutdown it stops fetching, lets
+//! running handlers finish within the grace period, and abandons the rest: their leases
+//! expire and another worker takes them, so nothing is lost.
+
+use crate::error::JobError;
+use crate::model::LeasedJob;
+use crate::queue::JobQueue;
+use crate::retry_policy::RetryPolicy;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Why a handler did not finish its job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    pub message: String,
+}
+
+impl HandlerError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// The code that does one kind of job. It must be idempotent: delivery is at least once.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    async fn handle(&self, job: &LeasedJob) -> Result<(), HandlerError>;
+}
+
+/// How a pool runs.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Name in logs and in the `worker` column, unique per process.
+    pub name: String,
+    pub queues: Vec<String>,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// How long a fetched job stays ours without a heartbeat.
+    pub lease: Duration,
+    /// How long an idle pool waits before asking for jobs again.
+    pub poll_interval: Duration,
+    /// On shutdown, how long running handlers may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl PoolSettings {
+    pub fn new(name: impl Into<String>, queues: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            queues,
+            concurrency: 8,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(200),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A pool of workers bound to a queue backend and a set of handlers.
+pub struct WorkerPool {
+    queue: Arc<dyn JobQueue>,
+    settings: PoolSettings,
+    handlers: HashMap<String, Arc<dyn JobHandler>>,
+    policies: HashMap<String, RetryPolicy>,
+    worker_id: String,
+}
+
+impl WorkerPool {
+    pub fn new(queue: Arc<dyn JobQueue>, settings: PoolSettings) -> Self {
+        let worker_id = format!(
+            "{}-{}-{:04x}",
+            settings.name,
+            std::process::id(),
+            rand::random::<u16>()
+        );
+        Self {
+            queue,
+            settings,
+            handlers: HashMap::new(),
+            policies: HashMap::new(),
+            worker_id,
+        }
+    }
+
+    /// Runs `handler` for jobs of `kind`, retrying by `policy`.
+    pub fn handle(
+        mut self,
+        kind: impl Into<String>,
+        handler: Arc<dyn JobHandler>,
+        policy: RetryPolicy,
+    ) -> Self {
+        let kind = kind.into();
+        self.policies.insert(kind.clone(), policy);
+        self.handlers.insert(kind, handler);
+        self
+    }
+
+    /// The identity this pool leases jobs under.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Fetches and runs jobs until `shutdown` is cancelled, then drains.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), JobError> {
+        let pool = Arc::new(self);
+        let slots = Arc::new(Semaphore::new(pool.settings.concurrency));
+        let mut running = JoinSet::new();
+        tracing::info!(pool = %pool.settings.name, worker = %pool.worker_id, queues = ?pool.settings.queues, concurrency = pool.settings.concurrency, "worker pool started");
+        let mut next_queue = 0;
+        while !shutdown.is_cancelled() {
+            while running.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            let mut fetched = 0;
+            if free > 0 && !pool.settings.queues.is_empty() {
+                let queue_name = &pool.settings.queues[next_queue % pool.settings.queues.len()];
+                next_queue += 1;
+                match pool
+                    .queue
+                    .fetch(
+                        queue_name,
+                        &pool.worker_id,
+                        pool.settings.lease,
+                        free as u32,
+                    )
+                    .await
+                {
+                    Ok(jobs) => {
+                        fetched = jobs.len();
+                        for job in jobs {
+                            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                                break;
+                            };
+                            let pool = Arc::clone(&pool);
+                            running.spawn(async move {
+                                pool.run_one(job).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(pool = %pool.settings.name, error = %error, "fetch failed; backing off")
+                    }
+                }
+            }
+            if fetched == 0 {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(pool.settings.poll_interval) => {}
+                    Some(_) = running.join_next(), if !running.is_empty() => {}
+                }
+            }
+        }
+        tracing::info!(pool = %pool.settings.name, in_flight = running.len(), "worker pool draining");
+        let drained = tokio::time::timeout(pool.settings.shutdown_grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(pool = %pool.settings.name, abandoned = running.len(), "grace period over; abandoned jobs will be redelivered when their leases expire");
+            running.abort_all();
+        }
+        tracing::info!(pool = %pool.settings.name, "worker pool stopped");
+        Ok(())
+    }
+
+    /// Runs one job's handler with its lease kept alive, then settles the outcome.
+    async fn run_one(&self, job: LeasedJob) {
+        let outcome = match self.handlers.get(&job.kind) {
+            Some(handler) => self.with_heartbeat(&job, handler.handle(&job)).await,
+            None => Err(HandlerError::new(format!(
+                "no handler for job kind {:?}",
+                job.kind
+            ))),
+        };
+        let settled = match &outcome {
+            Ok(()) => self
+                .queue
+                .complete(&job)
+                .await
+                .map(|held| held.then_some(())),
+            Err(error) => {
+                let policy = self.policies.get(&job.kind).copied().unwrap_or_default();
+                match self.queue.fail(&job, &error.message, &policy).await {
+                    Ok(state) => {
+                        tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, error = %error, next = ?state, "job failed");
+                        Ok(Some(()))
+                    }
+                    Err(JobError::NotFound(_)) => Ok(None),
+                    Err(other) => Err(other),
+                }
+            }
+        };
+        match settled {
+            Ok(Some(())) if outcome.is_ok() => {
+                tracing::info!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, "job completed")
+            }
+            Ok(Some(())) => {}
+            Ok(None) => {
+                tracing::warn!(job_id = %job.id, kind = %job.kind, "lease lost before the job settled; another worker owns it now")
+            }
+            Err(error) => {
+                tracing::error!(job_id = %job.id, kind = %job.kind, error = %error, "could not record the job's outcome; it will be redelivered")
+            }
+        }
+    }
+
+    /// Polls `work` while renewing the lease every third of its length.
+    async fn with_heartbeat<F>(&self, job: &LeasedJob, work: F) -> Result<(), HandlerError>
+    where
+        F: std::future::Future<Output = Result<(), HandlerError>>,
+    {
+        let every = self.settings.lease / 3;
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                () = tokio::time::sleep(every) => {
+                    match self.queue.heartbeat(job, self.settings.lease).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            return Err(HandlerError::new("lease lost while the job ran"));
+                        }
+                        Err(error) => tracing::warn!(job_id = %job.id, error = %error, "heartbeat failed"),
+                    }
+                }
+            }
+        }
+    }
+}

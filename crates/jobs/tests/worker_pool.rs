@@ -1,0 +1,234 @@
+//! Worker pools against real queue backends (SQLite always, PostgreSQL when configured).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use async_trait::async_trait;
+use loadstar_core::IdGenerator;
+use loadstar_jobs::{
+    Exhausted, HandlerError, JobHandler, JobQueue, JobState, LeasedJob, NewJob, PoolSettings,
+    RetryPolicy, SqlJobQueue, SystemClock, WorkerPool,
+};
+use loadstar_store::Database;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+fn queue_on(db: Database) -> Arc<dyn JobQueue> {
+    Arc::new(SqlJobQueue::new(
+        db,
+        Arc::new(IdGenerator::new(2)),
+        Arc::new(SystemClock),
+    ))
+}
+
+fn settings() -> PoolSettings {
+    PoolSettings {
+        concurrency: 4,
+        poll_interval: Duration::from_millis(10),
+        ..PoolSettings::new("test", vec!["default".to_owned()])
+    }
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(5),
+        on_exhausted: Exhausted::DeadLetter,
+    }
+}
+
+/// Polls `condition` until it holds or the deadline passes.
+async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn state_of(queue: &Arc<dyn JobQueue>, id: loadstar_core::Id) -> Option<JobState> {
+    queue.get(id).await.unwrap().map(|job| job.state)
+}
+
+/// Counts how often each job was handled.
+#[derive(Default)]
+struct Recorder {
+    handled: Mutex<HashMap<loadstar_core::Id, u32>>,
+}
+
+#[async_trait]
+impl JobHandler for Recorder {
+    async fn handle(&self, job: &LeasedJob) -> Result<(), HandlerError> {
+        *self.handled.lock().unwrap().entry(job.id).or_default() += 1;
+        Ok(())
+    }
+}
+
+struct AlwaysFails;
+
+#[async_trait]
+impl JobHandler for AlwaysFails {
+    async fn handle(&self, _job: &LeasedJob) -> Result<(), HandlerError> {
+        Err(HandlerError::new("the provider is down"))
+    }
+}
+
+/// Signals when it starts, then waits to be released.
+#[derive(Default)]
+struct Gate {
+    started: Notify,
+    release: Notify,
+}
+
+#[async_trait]
+impl JobHandler for Gate {
+    async fn handle(&self, _job: &LeasedJob) -> Result<(), HandlerError> {
+        self.started.notify_one();
+        self.release.notified().await;
+        Ok(())
+    }
+}
+
+async fn a_pool_runs_every_job_exactly_once(db: Database) {
+    let queue = queue_on(db);
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(
+            queue
+                .enqueue(NewJob::new("default", "count", vec![n]))
+                .await
+                .unwrap(),
+        );
+    }
+    let recorder = Arc::new(Recorder::default());
+    let shutdown = CancellationToken::new();
+    let pool = WorkerPool::new(Arc::clone(&queue), settings()).handle(
+        "count",
+        recorder.clone(),
+        RetryPolicy::default(),
+    );
+    let running = tokio::spawn(pool.run(shutdown.clone()));
+
+    eventually("all jobs completed", || async {
+        let counts = queue.counts().await.unwrap();
+        counts.first().is_some_and(|c| c.completed == 40)
+    })
+    .await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+
+    let handled = recorder.handled.lock().unwrap();
+    assert_eq!(handled.len(), 40);
+    assert!(handled.values().all(|times| *times == 1), "{handled:?}");
+}
+
+async fn a_failing_job_is_retried_then_lands_in_the_error_queue(db: Database) {
+    let queue = queue_on(db);
+    let id = queue
+        .enqueue(NewJob::new("default", "charge", vec![]).with_max_attempts(3))
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let pool = WorkerPool::new(Arc::clone(&queue), settings()).handle(
+        "charge",
+        Arc::new(AlwaysFails),
+        fast_retries(),
+    );
+    let running = tokio::spawn(pool.run(shutdown.clone()));
+    eventually("the job is dead", || async {
+        state_of(&queue, id).await == Some(JobState::Dead)
+    })
+    .await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+
+    let dead = queue.get(id).await.unwrap().unwrap();
+    assert_eq!(dead.attempts.len(), 3);
+    assert_eq!(dead.last_error.as_deref(), Some("the provider is down"));
+}
+
+async fn a_job_of_an_unknown_kind_ends_in_the_error_queue_not_in_a_loop(db: Database) {
+    let queue = queue_on(db);
+    let id = queue
+        .enqueue(NewJob::new("default", "mystery", vec![]).with_max_attempts(1))
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let running =
+        tokio::spawn(WorkerPool::new(Arc::clone(&queue), settings()).run(shutdown.clone()));
+    eventually("the job is dead", || async {
+        state_of(&queue, id).await == Some(JobState::Dead)
+    })
+    .await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    let dead = queue.get(id).await.unwrap().unwrap();
+    assert!(dead.last_error.unwrap().contains("no handler"));
+}
+
+async fn shutdown_lets_a_running_job_finish_before_the_pool_stops(db: Database) {
+    let queue = queue_on(db);
+    let id = queue
+        .enqueue(NewJob::new("default", "gate", vec![]))
+        .await
+        .unwrap();
+    let gate = Arc::new(Gate::default());
+    let shutdown = CancellationToken::new();
+    let pool = WorkerPool::new(Arc::clone(&queue), settings()).handle(
+        "gate",
+        gate.clone(),
+        RetryPolicy::default(),
+    );
+    let running = tokio::spawn(pool.run(shutdown.clone()));
+    gate.started.notified().await;
+
+    shutdown.cancel();
+    assert_eq!(state_of(&queue, id).await, Some(JobState::Running));
+    gate.release.notify_one();
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        state_of(&queue, id).await,
+        Some(JobState::Completed),
+        "the pool waited for the job and acknowledged it before returning"
+    );
+}
+
+macro_rules! worker_suite {
+    ($($case:ident),+ $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let db = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Sqlite)
+                        .await
+                        .expect("sqlite is always available");
+                    super::$case(db).await;
+                }
+            )+
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(db) = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Postgres).await else {
+                        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: PostgreSQL variant not run");
+                        return;
+                    };
+                    super::$case(db).await;
+                }
+            )+
+        }
+    };
+}
+
+worker_suite!(
+    a_pool_runs_every_job_exactly_once,
+    a_failing_job_is_retried_then_lands_in_the_error_queue,
+    a_job_of_an_unknown_kind_ends_in_the_error_queue_not_in_a_loop,
+    shutdown_lets_a_running_job_finish_before_the_pool_stops,
+);
