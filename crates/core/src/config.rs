@@ -9,6 +9,7 @@
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,12 @@ pub struct Config {
     pub auth: AuthConfig,
     pub node: NodeConfig,
     pub log: LogConfig,
+    /// Worker pools by name; none configured means one pool, `default`, on every queue.
+    pub workers: BTreeMap<String, WorkerPoolConfig>,
+    pub jobs: JobsConfig,
+    pub payments: PaymentsConfig,
+    pub orders: OrdersConfig,
+    pub notifications: NotificationsConfig,
 }
 
 impl Default for Config {
@@ -34,6 +41,11 @@ impl Default for Config {
             auth: AuthConfig::default(),
             node: NodeConfig::default(),
             log: LogConfig::default(),
+            workers: BTreeMap::new(),
+            jobs: JobsConfig::default(),
+            payments: PaymentsConfig::default(),
+            orders: OrdersConfig::default(),
+            notifications: NotificationsConfig::default(),
         }
     }
 }
@@ -146,6 +158,145 @@ pub enum LogFormat {
     Auto,
     Json,
     Text,
+}
+
+/// One pool of workers (`[workers.<name>]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerPoolConfig {
+    /// Queues this pool takes jobs from, in turn.
+    pub queues: Vec<String>,
+    /// Jobs run at once by this pool in this process.
+    pub concurrency: usize,
+}
+
+impl Default for WorkerPoolConfig {
+    fn default() -> Self {
+        Self {
+            queues: vec!["default".to_owned()],
+            concurrency: 8,
+        }
+    }
+}
+
+/// The job queue and its delivery rules.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// How long a fetched job stays with a worker without a heartbeat.
+    pub lease_secs: u64,
+    /// How long an idle pool waits before asking again.
+    pub poll_interval_ms: u64,
+    /// On shutdown, how long running jobs may take to finish.
+    pub shutdown_grace_secs: u64,
+    /// Retry policy per job kind; the key is the kind with `_` for `.`
+    /// (`payment_charge` for `payment.charge`), so environment variables can name it:
+    /// `LOADSTAR_JOBS__POLICIES__PAYMENT_CHARGE__MAX_ATTEMPTS=2`.
+    pub policies: BTreeMap<String, JobPolicyConfig>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            lease_secs: 30,
+            poll_interval_ms: 200,
+            shutdown_grace_secs: 30,
+            policies: BTreeMap::new(),
+        }
+    }
+}
+
+impl JobsConfig {
+    /// The policy of `kind` (`payment.charge` looks up `payment_charge`), or the default.
+    pub fn policy(&self, kind: &str) -> JobPolicyConfig {
+        self.policies
+            .get(&kind.replace('.', "_"))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Retry rules of one job kind.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobPolicyConfig {
+    /// Deliveries before the job goes to the error queue (or is discarded).
+    pub max_attempts: u32,
+    /// First retry waits up to this long; each further retry doubles it (full jitter).
+    pub backoff_base_ms: u64,
+    /// Longest wait between two attempts.
+    pub backoff_cap_ms: u64,
+    /// After the last attempt: keep in the error queue, or drop.
+    pub on_exhausted: OnExhausted,
+}
+
+impl Default for JobPolicyConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff_base_ms: 1_000,
+            backoff_cap_ms: 300_000,
+            on_exhausted: OnExhausted::DeadLetter,
+        }
+    }
+}
+
+/// What happens to a job whose last attempt failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExhausted {
+    #[default]
+    DeadLetter,
+    Discard,
+}
+
+/// The external payment provider.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    /// Base URL of the provider (`loadstar sim payments` listens on 127.0.0.1:9090).
+    pub url: String,
+    /// A charge request taking longer fails (and is retried).
+    pub timeout_ms: u64,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:9090".to_owned(),
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Order rules.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrdersConfig {
+    /// An order still unpaid this long after it was placed is cancelled; its stock returns.
+    pub unpaid_expiry_secs: u64,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        Self {
+            unpaid_expiry_secs: 30 * 60,
+        }
+    }
+}
+
+/// Webhooks to clients.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// HMAC-SHA256 key that signs callbacks; printed redacted. Empty: callbacks are sent
+    /// unsigned (development only).
+    #[serde(serialize_with = "serialize_redacted")]
+    pub signing_secret: String,
+}
+
+fn serialize_redacted<S: Serializer>(secret: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(if secret.is_empty() { "" } else { "[redacted]" })
 }
 
 /// Why the configuration could not be loaded.

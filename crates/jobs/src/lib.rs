@@ -18,17 +18,36 @@
 //! - [`WorkerPool`] runs [`JobHandler`]s for the kinds it knows: as many jobs at once as
 //!   it has slots, leases renewed while a handler runs, graceful drain on shutdown.
 //! - Time comes from a [`Clock`], so tests move it instead of sleeping.
+//! - Two HTTP routers over any [`JobQueue`], for the server to mount: [`admin_router`]
+//!   (error-queue administration: counts, dead jobs with payloads decoded by the domain's
+//!   [`PayloadDecoder`], retry, retry all, discard) and [`job_status_router`]
+//!   (`GET /v1/jobs/{jobId}`, request-reply polling). **Neither checks who is calling**:
+//!   the server wraps them in its own authentication and authorisation. Failures are
+//!   problem+json via [`JobApiError`]; [`JobsAdminApi`] and [`JobStatusApi`] describe
+//!   them for the served OpenAPI document.
 
+mod admin_api;
+mod api_error;
+mod api_input;
 mod clock;
 mod error;
+mod job_status_api;
 mod model;
 mod queue;
 mod retry_policy;
 mod sql_queue;
 mod worker;
 
+pub use admin_api::{
+    admin_router, AttemptDetail, AttemptOutcomeView, DeadJobPage, DeadJobSummary, JobDetail,
+    JobsAdminApi, PayloadDecoder, QueueSummary, QueueSummaryList, RetryAllRequest, RetryAllResult,
+    MAX_RETRIED_PER_CALL,
+};
+pub use api_error::JobApiError;
+pub use api_input::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
+pub use job_status_api::{job_status_router, JobStateView, JobStatus, JobStatusApi};
 pub use model::{Attempt, AttemptOutcome, Job, JobState, LeasedJob, NewJob, QueueCounts};
 pub use queue::JobQueue;
 pub use retry_policy::{Exhausted, RetryPolicy};

@@ -33,6 +33,19 @@ impl Default for RetryPolicy {
     }
 }
 
+impl From<&loadstar_core::config::JobPolicyConfig> for RetryPolicy {
+    fn from(config: &loadstar_core::config::JobPolicyConfig) -> Self {
+        Self {
+            base: Duration::from_millis(config.backoff_base_ms),
+            cap: Duration::from_millis(config.backoff_cap_ms),
+            on_exhausted: match config.on_exhausted {
+                loadstar_core::config::OnExhausted::DeadLetter => Exhausted::DeadLetter,
+                loadstar_core::config::OnExhausted::Discard => Exhausted::Discard,
+            },
+        }
+    }
+}
+
 impl RetryPolicy {
     /// The longest wait before retry number `attempt` (1 after the first failure).
     pub fn ceiling(&self, attempt: u32) -> Duration {

@@ -9,6 +9,7 @@ use axum::middleware::from_fn;
 use axum::Router;
 use loadstar_core::config::Config;
 use loadstar_core::{request_context, request_telemetry, Problem};
+use loadstar_jobs::WorkerPool;
 use loadstar_shop::ShopState;
 use loadstar_store::Database;
 use std::net::SocketAddr;
@@ -24,6 +25,9 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     db: Database,
+    state: ShopState,
+    config: Config,
+    workers: Vec<WorkerPool>,
     shutdown: CancellationToken,
     grace: Duration,
 }
@@ -38,7 +42,7 @@ impl Application {
         db.migrate().await.context("cannot migrate the database")?;
         let state = ShopState::new(db.clone(), config).context("cannot build the shop")?;
         let router = http_stack(
-            loadstar_shop::router(state).merge(ops_routes::router(db.clone())),
+            loadstar_shop::router(state.clone()).merge(ops_routes::router(db.clone())),
             config,
         );
         let listener = TcpListener::bind(config.server.listen)
@@ -50,6 +54,9 @@ impl Application {
             listener,
             router,
             db,
+            state,
+            config: config.clone(),
+            workers: Vec::new(),
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
         })
@@ -66,6 +73,17 @@ impl Application {
         self.shutdown.clone()
     }
 
+    /// Also runs the worker pools in this process (what `loadstar serve` does).
+    pub fn with_workers(mut self) -> Self {
+        self.workers = loadstar_shop::order_pipeline::worker_pools(&self.state, &self.config);
+        self
+    }
+
+    /// The shop's state (tests reach the job queue through it).
+    pub fn state(&self) -> &ShopState {
+        &self.state
+    }
+
     /// The database this node uses (tests reach around the API with it).
     pub fn database(&self) -> &Database {
         &self.db
@@ -77,9 +95,12 @@ impl Application {
             listener,
             router,
             db,
+            workers,
             shutdown,
             grace,
+            ..
         } = self;
+        let workers = crate::worker_role::spawn_pools(workers, &shutdown);
         let address = listener.local_addr()?;
         tracing::info!(
             url = %format!("http://{address}"),
@@ -105,6 +126,7 @@ impl Application {
                 hard_stop.cancel();
             }
         }
+        crate::worker_role::join_pools(workers).await;
         db.close().await;
         tracing::info!("api stopped");
         Ok(())

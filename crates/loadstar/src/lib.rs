@@ -8,5 +8,6 @@
 pub mod application;
 pub mod hard_stop;
 pub mod ops_routes;
+pub mod worker_role;
 
 pub use application::Application;

@@ -53,6 +53,8 @@ enum Command {
     Serve,
     /// Run the api role alone.
     Api,
+    /// Run the worker role alone: the job pools of `[workers.*]`.
+    Worker,
     /// Apply database migrations and exit.
     Migrate,
     /// Print the effective configuration, secrets redacted.
@@ -118,8 +120,11 @@ async fn open_migrated_database(config: &Config) -> anyhow::Result<Database> {
     Ok(db)
 }
 
-async fn run_api(config: &Config) -> anyhow::Result<()> {
-    let application = Application::build(config).await?;
+async fn run_api(config: &Config, with_workers: bool) -> anyhow::Result<()> {
+    let mut application = Application::build(config).await?;
+    if with_workers {
+        application = application.with_workers();
+    }
     let signal = loadstar_core::shutdown::on_signal();
     let token = application.shutdown_token();
     tokio::spawn(async move {
@@ -147,7 +152,11 @@ async fn main() -> anyhow::Result<()> {
     let config = load_config(&cli.common)?;
     loadstar_core::telemetry::init_logging(&config.log);
     match cli.command {
-        Command::Serve | Command::Api => run_api(&config).await,
+        Command::Serve => run_api(&config, true).await,
+        Command::Api => run_api(&config, false).await,
+        Command::Worker => {
+            loadstar::worker_role::run(&config, loadstar_core::shutdown::on_signal()).await
+        }
         Command::Migrate => {
             let db = open_migrated_database(&config).await?;
             tracing::info!(backend = db.backend().name(), "migrations applied");

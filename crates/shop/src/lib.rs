@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod messages;
 pub mod openapi;
+pub mod order_pipeline;
 pub mod orders;
 pub mod pagination;
 pub mod products;

@@ -2,8 +2,9 @@
 
 use crate::auth::{PasswordHasher, SessionStore, SqlSessionStore};
 use crate::error::ShopError;
-use loadstar_core::config::Config;
+use loadstar_core::config::{Config, JobsConfig};
 use loadstar_core::IdGenerator;
+use loadstar_jobs::{JobQueue, SqlJobQueue, SystemClock};
 use loadstar_store::Database;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -16,7 +17,13 @@ pub struct ShopState(Arc<ShopContext>);
 /// The shop's dependencies, built once per process.
 pub struct ShopContext {
     pub db: Database,
-    pub ids: IdGenerator,
+    pub ids: Arc<IdGenerator>,
+    /// Where orders put their payment and expiry jobs (in the same transaction).
+    pub jobs: Arc<dyn JobQueue>,
+    /// An unpaid order is cancelled this long after it was placed.
+    pub unpaid_order_expiry: Duration,
+    /// Attempts and backoff per job kind.
+    pub job_policies: JobsConfig,
     pub sessions: Arc<dyn SessionStore>,
     pub passwords: PasswordHasher,
     pub session_ttl: Duration,
@@ -26,8 +33,17 @@ impl ShopState {
     /// Wires the shop to `db` with sessions in the same database.
     pub fn new(db: Database, config: &Config) -> Result<Self, ShopError> {
         let sessions: Arc<dyn SessionStore> = Arc::new(SqlSessionStore::new(db.clone()));
+        let ids = Arc::new(IdGenerator::new(config.node.id));
+        let jobs: Arc<dyn JobQueue> = Arc::new(SqlJobQueue::new(
+            db.clone(),
+            Arc::clone(&ids),
+            Arc::new(SystemClock),
+        ));
         Ok(Self(Arc::new(ShopContext {
-            ids: IdGenerator::new(config.node.id),
+            ids,
+            jobs,
+            unpaid_order_expiry: Duration::from_secs(config.orders.unpaid_expiry_secs),
+            job_policies: config.jobs.clone(),
             passwords: PasswordHasher::new(
                 config.auth.argon2_memory_kib,
                 config.auth.argon2_iterations,

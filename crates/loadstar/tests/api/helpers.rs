@@ -28,6 +28,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub config: Config,
     pub database: Database,
+    pub jobs: std::sync::Arc<dyn loadstar_jobs::JobQueue>,
     pub backend: Backend,
     pub shutdown: CancellationToken,
     pub server: JoinHandle<anyhow::Result<()>>,
@@ -99,8 +100,13 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 /// Starts the application with exactly `config`.
 pub async fn spawn_with_config(config: Config, backend: Backend) -> TestApp {
     let application = Application::build(&config).await.expect("app builds");
+    start(application, config, backend)
+}
+
+fn start(application: Application, config: Config, backend: Backend) -> TestApp {
     let address = format!("http://{}", application.local_addr().unwrap());
     let database = application.database().clone();
+    let jobs = std::sync::Arc::clone(&application.state().jobs);
     let shutdown = application.shutdown_token();
     let server = tokio::spawn(application.run_until_stopped());
     TestApp {
@@ -113,6 +119,7 @@ pub async fn spawn_with_config(config: Config, backend: Backend) -> TestApp {
         data_dir: config.data_dir.clone(),
         config,
         database,
+        jobs,
         backend,
         shutdown,
         server,
@@ -314,4 +321,86 @@ pub async fn assert_json(response: Response, status: StatusCode) -> Value {
     let content_type = header(&response, "content-type").unwrap_or_default();
     assert_eq!(content_type, "application/json");
     response.json().await.unwrap()
+}
+
+/// A payment provider simulator on a free port, stopped when dropped.
+pub struct TestPaymentProvider {
+    pub url: String,
+    shutdown: CancellationToken,
+}
+
+impl TestPaymentProvider {
+    pub async fn start() -> Self {
+        let simulator = loadstar_sim::PaymentSimulator::build(&loadstar_sim::SimConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..loadstar_sim::SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let url = format!("http://{}", simulator.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(simulator.run_until_stopped(shutdown.clone()));
+        Self { url, shutdown }
+    }
+
+    /// Makes every new charge fail (`1.0`) or succeed (`0.0`).
+    pub async fn set_failure_rate(&self, failure_rate: f64) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/admin/behaviour", self.url))
+            .json(&json!({"failureRate": failure_rate, "latencyMs": 0}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    pub async fn stats(&self) -> Value {
+        reqwest::get(format!("{}/stats", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestPaymentProvider {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts the application with its worker pools, charging through `provider`, with
+/// fast retries; `configure` adjusts anything else.
+pub async fn spawn_app_with_workers(
+    backend: Backend,
+    provider: &TestPaymentProvider,
+    configure: impl FnOnce(&mut Config),
+) -> Option<TestApp> {
+    let data_dir = std::env::temp_dir().join(format!("loadstar-test-{}", random_suffix()));
+    let mut config = test_config(data_dir);
+    if backend == Backend::Postgres {
+        config.database.url = loadstar_store::test_support::fresh_postgres_url().await?;
+        config.database.max_connections = 8;
+    }
+    config.payments.url = provider.url.clone();
+    config.jobs.poll_interval_ms = 10;
+    config.jobs.shutdown_grace_secs = 5;
+    for kind in loadstar_shop::messages::ALL_KINDS {
+        config.jobs.policies.insert(
+            kind.replace('.', "_"),
+            loadstar_core::config::JobPolicyConfig {
+                max_attempts: 3,
+                backoff_base_ms: 1,
+                backoff_cap_ms: 10,
+                ..Default::default()
+            },
+        );
+    }
+    configure(&mut config);
+    let application = Application::build(&config)
+        .await
+        .expect("app builds")
+        .with_workers();
+    Some(start(application, config, backend))
 }

@@ -11,6 +11,7 @@ mod contract;
 mod errors;
 mod ops;
 mod orders;
+mod pipeline;
 mod products;
 mod sessions;
 mod shutdown;

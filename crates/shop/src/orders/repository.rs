@@ -2,7 +2,9 @@
 
 use super::{Order, OrderItem, OrderStatus, PlaceOrder};
 use crate::error::{ShopError, ShopResult};
+use crate::order_pipeline;
 use crate::pagination::PageRequest;
+use crate::state::ShopState;
 use loadstar_core::{FieldError, Id, IdGenerator, Timestamp};
 use loadstar_store::sql::{query, Any, AnyRow, Error, Executor, Row, Transaction};
 use loadstar_store::{Database, StoreError};
@@ -64,19 +66,25 @@ const KEY_RACE: &str = "idempotency-key-in-use";
 /// Places an order in one transaction: take stock line by line, price from the catalog,
 /// insert the order and its items. Any failure rolls everything back.
 pub async fn place(
-    db: &Database,
-    ids: &IdGenerator,
+    state: &ShopState,
     user_id: Id,
     request: &PlaceOrder,
     idempotency: Option<Idempotency<'_>>,
 ) -> ShopResult<Placed> {
+    let db = &state.db;
     if let Some(idempotency) = idempotency {
         if let Some(placed) = replay(db, user_id, idempotency).await? {
             return Ok(placed);
         }
     }
     let mut tx = db.writer().begin().await?;
-    match insert_order(&mut tx, ids, user_id, request, idempotency).await {
+    let inserted = match insert_order(&mut tx, &state.ids, user_id, request, idempotency).await {
+        Ok(order) => order_pipeline::enqueue_for_new_order(state, &mut tx, &order)
+            .await
+            .map(|()| order),
+        Err(error) => Err(error),
+    };
+    match inserted {
         Ok(order) => {
             tx.commit().await?;
             Ok(Placed::Created(order))

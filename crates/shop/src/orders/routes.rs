@@ -114,7 +114,7 @@ pub async fn place_order(
         key,
         fingerprint: &fingerprint,
     });
-    let placed = repository::place(&state.db, &state.ids, user_id, &request, idempotency).await?;
+    let placed = repository::place(&state, user_id, &request, idempotency).await?;
     let (order, replayed) = match placed {
         Placed::Created(order) => {
             tracing::info!(order_id = %order.id, user_id = %user_id, total_cents = order.total_cents, "order placed");
