@@ -34,6 +34,7 @@ mod error;
 mod job_status_api;
 mod model;
 mod queue;
+pub mod queue_metrics;
 mod retry_policy;
 mod sql_queue;
 mod worker;

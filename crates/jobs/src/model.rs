@@ -127,6 +127,8 @@ pub struct LeasedJob {
     pub lease_until: Timestamp,
     pub worker: String,
     pub enqueued_at: Timestamp,
+    /// When the job became due (enqueue time plus delay, or its retry time).
+    pub due_at: Timestamp,
     pub trace_context: Option<String>,
 }
 

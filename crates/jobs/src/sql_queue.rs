@@ -22,8 +22,8 @@ pub const MAX_INLINE_PAYLOAD: usize = 256 * 1024;
 
 const JOB_COLUMNS: &str = "id, queue, kind, payload, priority, state, run_at, attempt, \
     max_attempts, last_error, created_at, finished_at";
-const LEASED_COLUMNS: &str =
-    "id, queue, kind, payload, attempt, max_attempts, lease_until, worker, created_at, trace_context";
+const LEASED_COLUMNS: &str = "id, queue, kind, payload, attempt, max_attempts, lease_until, \
+    worker, created_at, run_at, trace_context";
 
 /// [`JobQueue`] on a [`Database`].
 #[derive(Clone)]
@@ -220,6 +220,7 @@ fn leased_from_row(row: &AnyRow) -> Result<LeasedJob, JobError> {
         lease_until: Timestamp::from_unix_micros(row.try_get("lease_until")?),
         worker: row.try_get("worker")?,
         enqueued_at: Timestamp::from_unix_micros(row.try_get("created_at")?),
+        due_at: Timestamp::from_unix_micros(row.try_get("run_at")?),
         trace_context: row.try_get("trace_context")?,
     })
 }

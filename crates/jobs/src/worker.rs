@@ -178,6 +178,8 @@ impl WorkerPool {
 
     /// Runs one job's handler with its lease kept alive, then settles the outcome.
     async fn run_one(&self, job: LeasedJob) {
+        let started = std::time::Instant::now();
+        crate::queue_metrics::started(&job, loadstar_core::Timestamp::now());
         let outcome = match self.handlers.get(&job.kind) {
             Some(handler) => self.with_heartbeat(&job, handler.handle(&job)).await,
             None => Err(HandlerError::new(format!(
@@ -185,17 +187,21 @@ impl WorkerPool {
                 job.kind
             ))),
         };
+        let mut next_state = Err(());
         let settled = match &outcome {
-            Ok(()) => self
-                .queue
-                .complete(&job)
-                .await
-                .map(|held| held.then_some(())),
+            Ok(()) => {
+                let held = self.queue.complete(&job).await;
+                if matches!(held, Ok(true)) {
+                    next_state = Ok(Some(crate::model::JobState::Completed));
+                }
+                held.map(|held| held.then_some(()))
+            }
             Err(error) => {
                 let policy = self.policies.get(&job.kind).copied().unwrap_or_default();
                 match self.queue.fail(&job, &error.message, &policy).await {
                     Ok(state) => {
                         tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, error = %error, next = ?state, "job failed");
+                        next_state = Ok(state);
                         Ok(Some(()))
                     }
                     Err(JobError::NotFound(_)) => Ok(None),
@@ -203,6 +209,7 @@ impl WorkerPool {
                 }
             }
         };
+        crate::queue_metrics::finished(&job, started.elapsed(), next_state);
         match settled {
             Ok(Some(())) if outcome.is_ok() => {
                 tracing::info!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, "job completed")

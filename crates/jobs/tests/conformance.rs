@@ -370,6 +370,7 @@ async fn jobs_sharing_an_ordering_key_run_one_at_a_time_in_order(f: Fixture) {
         lease_until: f.clock_now().plus(LEASE),
         worker: "w1".to_owned(),
         enqueued_at: a1_job.created_at,
+        due_at: a1_job.run_at,
         trace_context: None,
     };
     assert!(f.queue.complete(&leased_a1).await.unwrap());

@@ -96,10 +96,18 @@ impl Application {
             router,
             db,
             workers,
+            state,
             shutdown,
             grace,
             ..
         } = self;
+        if !workers.is_empty() {
+            tokio::spawn(loadstar_jobs::queue_metrics::report_depth(
+                std::sync::Arc::clone(&state.jobs),
+                crate::worker_role::DEPTH_REPORT_INTERVAL,
+                shutdown.child_token(),
+            ));
+        }
         let workers = crate::worker_role::spawn_pools(workers, &shutdown);
         let address = listener.local_addr()?;
         tracing::info!(

@@ -9,6 +9,9 @@ use loadstar_store::Database;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// How often queue depths are published as gauges.
+pub const DEPTH_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Starts each pool on its own task; all stop when `shutdown` is cancelled.
 pub fn spawn_pools(
     pools: Vec<WorkerPool>,
@@ -43,6 +46,11 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         loadstar_shop::order_pipeline::worker_pools(&state, config),
         &shutdown,
     );
+    tokio::spawn(loadstar_jobs::queue_metrics::report_depth(
+        std::sync::Arc::clone(&state.jobs),
+        DEPTH_REPORT_INTERVAL,
+        shutdown.child_token(),
+    ));
     tracing::info!(pools = pools.len(), "worker role running");
     shutdown.cancelled().await;
     join_pools(pools).await;

@@ -1,12 +1,10 @@
 //! `/v1/openapi.json` and an offline `/docs` page (Swagger UI, vendored: nothing is
 //! fetched at build or run time; see `assets/swagger-ui/README.md`).
 
-use crate::openapi::ShopApi;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
-use utoipa::OpenApi;
 
 const SWAGGER_JS: &str = include_str!("../assets/swagger-ui/swagger-ui-bundle.js");
 const SWAGGER_CSS: &str = include_str!("../assets/swagger-ui/swagger-ui.css");
@@ -44,7 +42,7 @@ pub fn router() -> Router {
 }
 
 async fn openapi_json() -> impl IntoResponse {
-    Json(ShopApi::openapi())
+    Json(crate::openapi::document())
 }
 
 fn static_asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -14,6 +14,7 @@
 //! - [`openapi::ShopApi`] is the OpenAPI 3.1 document, generated from the handlers.
 //! - [`messages`]: Protocol Buffers schemas of the order pipeline's jobs and events.
 
+pub mod admin;
 pub mod api_keys;
 pub mod auth;
 pub mod docs;
@@ -81,6 +82,7 @@ pub fn router(state: ShopState) -> Router {
             "/v1/users/{userId}/orders/{orderId}/cancel",
             post(orders::routes::cancel_order),
         )
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(admin::router(state))
         .merge(docs::router())
 }

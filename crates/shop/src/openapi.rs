@@ -1,7 +1,9 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -60,6 +62,37 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
     }
+}
+
+/// The served document: the shop's API plus the job system's admin and status routes,
+/// which the shop mounts behind admin authentication.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut document = ShopApi::openapi();
+    let mut jobs = loadstar_jobs::JobsAdminApi::openapi();
+    jobs.merge(loadstar_jobs::JobStatusApi::openapi());
+    for item in jobs.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.security = Some(vec![
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+                SecurityRequirement::new("apiKey", Vec::<String>::new()),
+            ]);
+            add_common_responses(operation);
+            operation
+                .responses
+                .responses
+                .entry("403".to_owned())
+                .or_insert_with(|| problem_response("the caller is not an administrator"));
+        }
+    }
+    document.merge(jobs);
+    document
 }
 
 /// Failures every endpoint of a kind can answer, added once here instead of on each

@@ -28,7 +28,6 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub config: Config,
     pub database: Database,
-    pub jobs: std::sync::Arc<dyn loadstar_jobs::JobQueue>,
     pub backend: Backend,
     pub shutdown: CancellationToken,
     pub server: JoinHandle<anyhow::Result<()>>,
@@ -106,7 +105,6 @@ pub async fn spawn_with_config(config: Config, backend: Backend) -> TestApp {
 fn start(application: Application, config: Config, backend: Backend) -> TestApp {
     let address = format!("http://{}", application.local_addr().unwrap());
     let database = application.database().clone();
-    let jobs = std::sync::Arc::clone(&application.state().jobs);
     let shutdown = application.shutdown_token();
     let server = tokio::spawn(application.run_until_stopped());
     TestApp {
@@ -119,7 +117,6 @@ fn start(application: Application, config: Config, backend: Backend) -> TestApp 
         data_dir: config.data_dir.clone(),
         config,
         database,
-        jobs,
         backend,
         shutdown,
         server,

@@ -66,6 +66,11 @@ async fn openapi_document_describes_every_resource(app: TestApp) {
         "/v1/users/{userId}/orders/{orderId}",
         "/v1/users/{userId}/orders/{orderId}/order-items",
         "/v1/users/{userId}/orders/{orderId}/cancel",
+        "/v1/admin/queues",
+        "/v1/admin/dead-jobs",
+        "/v1/admin/dead-jobs/{jobId}",
+        "/v1/admin/dead-jobs/{jobId}/retry",
+        "/v1/jobs/{jobId}",
     ] {
         assert!(paths.contains_key(path), "missing {path}");
     }

@@ -85,19 +85,44 @@ async fn a_charge_that_keeps_failing_ends_payment_failed_and_an_admin_retry_pays
     let order = place_order(&app, &customer, &product, 1).await;
 
     wait_for_status(&app, &customer, &order, "payment_failed").await;
-    let dead = app
-        .jobs
-        .dead_jobs(Some("payments"), None, None, 10)
-        .await
-        .unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].kind, "payment.charge");
-    assert_eq!(dead[0].attempts.len(), 3);
     assert_eq!(stock_of(&app, &product).await, 4, "stock stays reserved");
     assert_eq!(provider.stats().await["charges"], 0);
 
+    // The error queue is for admins only.
+    let forbidden = app.get_as(&customer.token, "/v1/admin/dead-jobs").await;
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    let dead: Value = app
+        .get_as(&admin.token, "/v1/admin/dead-jobs?queue=payments")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = dead["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["kind"], "payment.charge");
+    let job_id = items[0]["id"].as_str().unwrap().to_owned();
+    let detail: Value = app
+        .get_as(&admin.token, &format!("/v1/admin/dead-jobs/{job_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["payload"]["orderId"], order["id"],
+        "payload shown decoded"
+    );
+    assert_eq!(detail["attempts"].as_array().unwrap().len(), 3);
+    assert!(detail["lastError"].as_str().unwrap().contains("503"));
+
     provider.set_failure_rate(0.0).await;
-    assert!(app.jobs.retry_dead(dead[0].id).await.unwrap());
+    let retried = app
+        .post_json_as(
+            &admin.token,
+            &format!("/v1/admin/dead-jobs/{job_id}/retry"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(retried.status(), StatusCode::OK);
     wait_for_status(&app, &customer, &order, "paid").await;
     assert_eq!(provider.stats().await["charges"], 1);
 }
