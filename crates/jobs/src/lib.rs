@@ -33,6 +33,7 @@ mod clock;
 mod error;
 mod job_status_api;
 mod model;
+mod pg_notifier;
 mod queue;
 pub mod queue_metrics;
 mod retry_policy;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use loadstar_core::{Id, Timestamp};
 use loadstar_store::sql::{Any, Transaction};
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// A durable job queue with leased, at-least-once delivery.
 ///
@@ -80,4 +81,12 @@ pub trait JobQueue: Send + Sync + 'static {
 
     /// Jobs by queue and state.
     async fn counts(&self) -> Result<Vec<QueueCounts>, JobError>;
+
+    /// Names of queues that just received jobs, pushed by the backend so idle workers
+    /// start them at once instead of at their next poll. `None` where the backend has no
+    /// such channel; workers then rely on polling alone. Notifications are a hint: a
+    /// missed one only delays a job until the next poll.
+    fn subscribe(&self) -> Option<broadcast::Receiver<String>> {
+        None
+    }
 }

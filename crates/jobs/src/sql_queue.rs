@@ -8,6 +8,7 @@
 use crate::clock::Clock;
 use crate::error::JobError;
 use crate::model::{Attempt, AttemptOutcome, Job, JobState, LeasedJob, NewJob, QueueCounts};
+use crate::pg_notifier::{PgNotifier, CHANNEL};
 use crate::queue::JobQueue;
 use crate::retry_policy::{Exhausted, RetryPolicy};
 use async_trait::async_trait;
@@ -31,11 +32,17 @@ pub struct SqlJobQueue {
     db: Database,
     ids: Arc<IdGenerator>,
     clock: Arc<dyn Clock>,
+    notifier: Arc<PgNotifier>,
 }
 
 impl SqlJobQueue {
     pub fn new(db: Database, ids: Arc<IdGenerator>, clock: Arc<dyn Clock>) -> Self {
-        Self { db, ids, clock }
+        Self {
+            db,
+            ids,
+            clock,
+            notifier: Arc::new(PgNotifier::default()),
+        }
     }
 
     /// `FOR UPDATE SKIP LOCKED` where the engine has it.
@@ -301,6 +308,14 @@ impl JobQueue for SqlJobQueue {
         .bind(now.unix_micros())
         .execute(&mut **tx)
         .await?;
+        if self.db.backend() == Backend::Postgres {
+            // Delivered at commit, so listeners wake exactly when the job is visible.
+            query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(&job.queue)
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(id)
     }
 
@@ -461,6 +476,16 @@ impl JobQueue for SqlJobQueue {
             .rows_affected();
         tx.commit().await?;
         Ok(deleted > 0)
+    }
+
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        match self.db.backend() {
+            Backend::Postgres => {
+                let url: Arc<str> = Arc::from(self.db.connection_url());
+                Some(self.notifier.subscribe(&url))
+            }
+            Backend::Sqlite => None,
+        }
     }
 
     async fn counts(&self) -> Result<Vec<QueueCounts>, JobError> {

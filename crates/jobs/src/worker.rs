@@ -120,6 +120,7 @@ impl WorkerPool {
         let mut running = JoinSet::new();
         tracing::info!(pool = %pool.settings.name, worker = %pool.worker_id, queues = ?pool.settings.queues, concurrency = pool.settings.concurrency, "worker pool started");
         let mut next_queue = 0;
+        let mut wake_ups = pool.queue.subscribe();
         while !shutdown.is_cancelled() {
             while running.try_join_next().is_some() {}
             let free = slots.available_permits();
@@ -160,6 +161,12 @@ impl WorkerPool {
                     () = shutdown.cancelled() => {}
                     () = tokio::time::sleep(pool.settings.poll_interval) => {}
                     Some(_) = running.join_next(), if !running.is_empty() => {}
+                    Some(queue) = next_wake_up(&mut wake_ups) => {
+                        // Serve the queue that has work first.
+                        if let Some(index) = pool.settings.queues.iter().position(|q| *q == queue) {
+                            next_queue = index;
+                        }
+                    }
                 }
             }
         }
@@ -245,5 +252,23 @@ impl WorkerPool {
                 }
             }
         }
+    }
+}
+
+/// The next queue name pushed by the backend; pending forever without a channel.
+async fn next_wake_up(
+    wake_ups: &mut Option<tokio::sync::broadcast::Receiver<String>>,
+) -> Option<String> {
+    match wake_ups {
+        Some(receiver) => match receiver.recv().await {
+            Ok(queue) => Some(queue),
+            // Missed some: any queue may have work; a fetch round will find it.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(String::new()),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                *wake_ups = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }

@@ -198,6 +198,46 @@ async fn shutdown_lets_a_running_job_finish_before_the_pool_stops(db: Database) 
     );
 }
 
+async fn an_idle_pool_starts_a_new_job_at_once_when_the_backend_pushes_wake_ups(db: Database) {
+    let queue = queue_on(db);
+    if queue.subscribe().is_none() {
+        // SQLite has no push channel: its pools poll (covered by the cases above).
+        return;
+    }
+    let recorder = Arc::new(Recorder::default());
+    let shutdown = CancellationToken::new();
+    let pool = WorkerPool::new(
+        Arc::clone(&queue),
+        PoolSettings {
+            // Far longer than the deadline below: only a wake-up can start the job in time.
+            poll_interval: Duration::from_secs(120),
+            ..settings()
+        },
+    )
+    .handle("count", recorder.clone(), RetryPolicy::default());
+    let first = queue
+        .enqueue(NewJob::new("default", "count", vec![1]))
+        .await
+        .unwrap();
+    let running = tokio::spawn(pool.run(shutdown.clone()));
+    eventually("the first job completed", || async {
+        state_of(&queue, first).await == Some(JobState::Completed)
+    })
+    .await;
+
+    let second = queue
+        .enqueue(NewJob::new("default", "count", vec![2]))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state_of(&queue, second).await != Some(JobState::Completed) {
+        assert!(Instant::now() < deadline, "the idle pool was not woken");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
 macro_rules! worker_suite {
     ($($case:ident),+ $(,)?) => {
         mod on_sqlite {
@@ -231,4 +271,5 @@ worker_suite!(
     a_failing_job_is_retried_then_lands_in_the_error_queue,
     a_job_of_an_unknown_kind_ends_in_the_error_queue_not_in_a_loop,
     shutdown_lets_a_running_job_finish_before_the_pool_stops,
+    an_idle_pool_starts_a_new_job_at_once_when_the_backend_pushes_wake_ups,
 );

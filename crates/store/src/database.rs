@@ -8,6 +8,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use sqlx::Executor;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// SQLite settings applied to every connection. WAL lets readers run beside the writer;
@@ -20,6 +21,7 @@ const SQLITE_CONNECTION_PRAGMAS: &str =
 #[derive(Debug, Clone)]
 pub struct Database {
     backend: Backend,
+    url: Arc<str>,
     writer: AnyPool,
     reader: AnyPool,
 }
@@ -40,6 +42,7 @@ impl Database {
                     .await?;
                 Database {
                     backend,
+                    url: Arc::from(url.as_str()),
                     writer,
                     reader,
                 }
@@ -55,6 +58,7 @@ impl Database {
                     .await?;
                 Database {
                     backend,
+                    url: Arc::from(url.as_str()),
                     writer: pool.clone(),
                     reader: pool,
                 }
@@ -72,6 +76,12 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The connection URL, for backend-specific side channels (PostgreSQL's LISTEN).
+    /// Contains credentials: never log it.
+    pub fn connection_url(&self) -> &str {
+        &self.url
     }
 
     /// The pool for writes and for reads that must see the latest write.
