@@ -1,33 +1,12 @@
 //! The binary as an operator meets it: real processes, real signals.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod process;
+
+use process::{loadstar, stdout_lines, temp_data_dir, wait_for_log};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_loadstar");
-
-fn temp_data_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("loadstar-cli-{:016x}", rand::random::<u64>()))
-}
-
-/// A `loadstar` command with a clean `LOADSTAR_` environment and cheap password hashing.
-fn loadstar(args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("LOADSTAR_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .args(args)
-        .env("LOADSTAR_AUTH__ARGON2_MEMORY_KIB", "1024")
-        .env("LOADSTAR_AUTH__ARGON2_ITERATIONS", "1");
-    command
-}
 
 fn run(command: &mut Command) -> Output {
     command.output().expect("the binary runs")
@@ -89,39 +68,6 @@ fn admin_create_rejects_an_invalid_email_and_names_the_field() {
     let message = String::from_utf8(output.stderr).unwrap();
     assert!(message.contains("email"), "{message}");
     std::fs::remove_dir_all(data_dir).ok();
-}
-
-/// Lines of the child's stdout, delivered as they arrive.
-fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().unwrap();
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
-/// The first log line whose message starts with `prefix`, within `deadline`.
-fn wait_for_log(lines: &mpsc::Receiver<String>, prefix: &str, deadline: Duration) -> Value {
-    let until = Instant::now() + deadline;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no log line starting with {prefix:?} in time"));
-        if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-            if entry["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(prefix))
-            {
-                return entry;
-            }
-        }
-    }
 }
 
 #[tokio::test]

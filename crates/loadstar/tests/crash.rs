@@ -1,0 +1,253 @@
+//! Workers die mid-job, for real: a `loadstar worker` process is SIGKILLed again and
+//! again while it charges orders, and a fresh one takes over. Every order must end paid,
+//! charged exactly once at the provider, with its follow-up work done exactly once.
+//!
+//! Runs on SQLite (api and worker processes sharing the database file), or on PostgreSQL
+//! when `LOADSTAR_TEST_DATABASE_URL` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod process;
+
+use loadstar_core::config::DatabaseConfig;
+use loadstar_store::sql::query;
+use loadstar_store::Database;
+use process::{loadstar, stdout_lines, temp_data_dir, wait_for_log};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const ORDERS: usize = 24;
+const KILLS: usize = 5;
+
+/// Environment shared by the api and worker processes.
+fn environment(data_dir: &str, database_url: &str, payments_url: &str) -> Vec<(String, String)> {
+    [
+        ("LOADSTAR_DATA_DIR", data_dir),
+        ("LOADSTAR_DATABASE__URL", database_url),
+        ("LOADSTAR_PAYMENTS__URL", payments_url),
+        ("LOADSTAR_LOG__FORMAT", "json"),
+        // Short leases, so jobs of a killed worker come back within a second.
+        ("LOADSTAR_JOBS__LEASE_SECS", "1"),
+        ("LOADSTAR_JOBS__POLL_INTERVAL_MS", "20"),
+        (
+            "LOADSTAR_JOBS__POLICIES__PAYMENT_CHARGE__MAX_ATTEMPTS",
+            "1000",
+        ),
+        (
+            "LOADSTAR_JOBS__POLICIES__PAYMENT_CHARGE__BACKOFF_BASE_MS",
+            "10",
+        ),
+        (
+            "LOADSTAR_JOBS__POLICIES__PAYMENT_CHARGE__BACKOFF_CAP_MS",
+            "100",
+        ),
+        ("LOADSTAR_ORDERS__UNPAID_EXPIRY_SECS", "3600"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect()
+}
+
+fn spawn(args: &[&str], env: &[(String, String)]) -> Child {
+    let mut command = loadstar(args);
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn sigkill(child: &mut Child) {
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+}
+
+async fn count(db: &Database, sql: &str) -> i64 {
+    use loadstar_store::sql::Row;
+    query(sql)
+        .fetch_one(db.writer())
+        .await
+        .unwrap()
+        .try_get::<i64, _>(0)
+        .unwrap()
+}
+
+async fn poll_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + deadline;
+    while !condition().await {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded above
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_paid_exactly_once_while_workers_are_killed_mid_job() {
+    // The external provider: slow enough that kills land while charges are in flight.
+    let simulator = loadstar_sim::PaymentSimulator::build(&loadstar_sim::SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        latency_ms: 150,
+        ..loadstar_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let payments_url = format!("http://{}", simulator.local_addr().unwrap());
+    let stop_simulator = CancellationToken::new();
+    tokio::spawn(simulator.run_until_stopped(stop_simulator.clone()));
+
+    let data_dir = temp_data_dir();
+    let database_url = loadstar_store::test_support::fresh_postgres_url()
+        .await
+        .unwrap_or_default();
+    let env = environment(data_dir.to_str().unwrap(), &database_url, &payments_url);
+
+    let mut admin = loadstar(&[
+        "admin",
+        "create",
+        "--email",
+        "ops@example.com",
+        "--password",
+        "ops password",
+    ]);
+    admin.envs(env.iter().map(|(k, v)| (k, v)));
+    assert!(admin.output().unwrap().status.success());
+
+    let mut api = spawn(&["api", "--listen", "127.0.0.1:0"], &env);
+    let api_lines = stdout_lines(&mut api);
+    let url = wait_for_log(&api_lines, "listening on", Duration::from_secs(30))["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Stock the shop and place the orders.
+    let http = reqwest::Client::new();
+    let login = |email: &'static str, password: &'static str| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let session: Value = http
+                .post(format!("{url}/v1/sessions"))
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            session
+        }
+    };
+    let admin_token = login("ops@example.com", "ops password").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let product: Value = http
+        .post(format!("{url}/v1/products"))
+        .bearer_auth(&admin_token)
+        .json(&json!({"sku": "crash-1", "name": "Crash mug", "priceCents": 990, "currency": "EUR", "stock": 1000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    http.post(format!("{url}/v1/users"))
+        .json(&json!({"email": "buyer@example.com", "password": "buyer password", "name": "Buyer"}))
+        .send()
+        .await
+        .unwrap();
+    let buyer = login("buyer@example.com", "buyer password").await;
+    let token = buyer["token"].as_str().unwrap().to_owned();
+    let user_id = buyer["userId"].as_str().unwrap().to_owned();
+    for _ in 0..ORDERS {
+        let placed = http
+            .post(format!("{url}/v1/users/{user_id}/orders"))
+            .bearer_auth(&token)
+            .json(&json!({"items": [{"productId": product["id"], "quantity": 1}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(placed.status(), 201);
+    }
+
+    // The test's own view of the database, to see jobs running and orders paid.
+    let db = Database::connect(
+        &DatabaseConfig {
+            url: database_url.clone(),
+            max_connections: 2,
+            ..DatabaseConfig::default()
+        },
+        &data_dir,
+    )
+    .await
+    .unwrap();
+    let paid = || count(&db, "SELECT COUNT(*) FROM orders WHERE status = 'paid'");
+
+    for _ in 0..KILLS {
+        let mut worker = spawn(&["worker"], &env);
+        poll_until("a charge in flight", Duration::from_secs(30), || async {
+            count(
+                &db,
+                "SELECT COUNT(*) FROM jobs WHERE kind = 'payment.charge' AND state = 'running'",
+            )
+            .await
+                > 0
+        })
+        .await;
+        sigkill(&mut worker);
+    }
+    let mut survivor = spawn(&["worker"], &env);
+    poll_until("every order paid", Duration::from_secs(90), || async {
+        paid().await == ORDERS as i64
+    })
+    .await;
+    poll_until("every follow-up done", Duration::from_secs(60), || async {
+        count(&db, "SELECT COUNT(*) FROM order_events").await == ORDERS as i64
+            && count(
+                &db,
+                "SELECT COUNT(*) FROM orders WHERE inventory_committed_at IS NOT NULL",
+            )
+            .await
+                == ORDERS as i64
+    })
+    .await;
+
+    let stats: Value = http
+        .get(format!("{payments_url}/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["charges"], ORDERS,
+        "each order charged exactly once: {stats}"
+    );
+    let expired = count(
+        &db,
+        "SELECT COUNT(*) FROM job_attempts WHERE outcome = 'lease_expired'",
+    )
+    .await;
+    assert!(expired > 0, "the kills must have cut jobs off mid-flight");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'").await,
+        0,
+        "nothing ended in the error queue"
+    );
+
+    sigkill(&mut survivor);
+    sigkill(&mut api);
+    stop_simulator.cancel();
+    db.close().await;
+    std::fs::remove_dir_all(&data_dir).ok();
+}
