@@ -168,6 +168,9 @@ pub struct WorkerPoolConfig {
     pub queues: Vec<String>,
     /// Jobs run at once by this pool in this process.
     pub concurrency: usize,
+    /// Job starts per second on each of this pool's queues, across every process
+    /// (0: unlimited). For queues that call an external system with a quota.
+    pub rate_limit_per_sec: u32,
 }
 
 impl Default for WorkerPoolConfig {
@@ -175,6 +178,7 @@ impl Default for WorkerPoolConfig {
         Self {
             queues: vec!["default".to_owned()],
             concurrency: 8,
+            rate_limit_per_sec: 0,
         }
     }
 }

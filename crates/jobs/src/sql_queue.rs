@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use loadstar_core::{Id, IdGenerator, Timestamp};
 use loadstar_store::sql::{query, Any, AnyRow, Row, Transaction};
 use loadstar_store::{Backend, Database};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub struct SqlJobQueue {
     ids: Arc<IdGenerator>,
     clock: Arc<dyn Clock>,
     notifier: Arc<PgNotifier>,
+    /// Job starts per second allowed per queue, across every process sharing the database.
+    rate_limits: Arc<HashMap<String, u32>>,
 }
 
 impl SqlJobQueue {
@@ -42,7 +45,46 @@ impl SqlJobQueue {
             ids,
             clock,
             notifier: Arc::new(PgNotifier::default()),
+            rate_limits: Arc::new(HashMap::new()),
         }
+    }
+
+    /// Limits `queue` to `per_second` job starts per second, counted over every process
+    /// that shares the database (each must be configured alike): the limit an external
+    /// system imposes holds however many workers run.
+    pub fn with_rate_limit(mut self, queue: impl Into<String>, per_second: u32) -> Self {
+        Arc::make_mut(&mut self.rate_limits).insert(queue.into(), per_second);
+        self
+    }
+
+    /// How many more jobs of `queue` may start now under its rate limit (`limit` if it
+    /// has none). On PostgreSQL a transaction-scoped advisory lock per queue makes the
+    /// count and the fetch that follows atomic across processes.
+    async fn rate_allowance(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        queue: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<u32, JobError> {
+        let Some(per_second) = self.rate_limits.get(queue).copied() else {
+            return Ok(limit);
+        };
+        if self.db.backend() == Backend::Postgres {
+            query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(queue)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let started: i64 =
+            query("SELECT COUNT(*) AS started FROM jobs WHERE queue = $1 AND started_at > $2")
+                .bind(queue)
+                .bind(now.unix_micros() - 1_000_000)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("started")?;
+        let left = i64::from(per_second).saturating_sub(started).max(0);
+        Ok(limit.min(u32::try_from(left).unwrap_or(u32::MAX)))
     }
 
     /// `FOR UPDATE SKIP LOCKED` where the engine has it.
@@ -329,6 +371,11 @@ impl JobQueue for SqlJobQueue {
         let now = self.clock.now();
         let mut tx = self.db.writer().begin().await?;
         self.sweep(&mut tx, queue, now).await?;
+        let limit = self.rate_allowance(&mut tx, queue, now, limit).await?;
+        if limit == 0 {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
         // A job with an ordering key waits while an earlier job with the same key is
         // still to run or running: jobs sharing a key run one at a time, in id order.
         let rows = query(&format!(

@@ -34,11 +34,17 @@ impl ShopState {
     pub fn new(db: Database, config: &Config) -> Result<Self, ShopError> {
         let sessions: Arc<dyn SessionStore> = Arc::new(SqlSessionStore::new(db.clone()));
         let ids = Arc::new(IdGenerator::new(config.node.id));
-        let jobs: Arc<dyn JobQueue> = Arc::new(SqlJobQueue::new(
-            db.clone(),
-            Arc::clone(&ids),
-            Arc::new(SystemClock),
-        ));
+        let mut queue = SqlJobQueue::new(db.clone(), Arc::clone(&ids), Arc::new(SystemClock));
+        for pool in config
+            .workers
+            .values()
+            .filter(|pool| pool.rate_limit_per_sec > 0)
+        {
+            for name in &pool.queues {
+                queue = queue.with_rate_limit(name.clone(), pool.rate_limit_per_sec);
+            }
+        }
+        let jobs: Arc<dyn JobQueue> = Arc::new(queue);
         Ok(Self(Arc::new(ShopContext {
             ids,
             jobs,
