@@ -262,6 +262,11 @@ pub struct PaymentsConfig {
     pub url: String,
     /// A charge request taking longer fails (and is retried).
     pub timeout_ms: u64,
+    /// Consecutive provider failures that open the circuit breaker (calls then fail
+    /// fast, without reaching the provider).
+    pub breaker_failure_threshold: u32,
+    /// How long the breaker stays open before one trial call (seconds).
+    pub breaker_open_secs: u64,
 }
 
 impl Default for PaymentsConfig {
@@ -269,6 +274,8 @@ impl Default for PaymentsConfig {
         Self {
             url: "http://127.0.0.1:9090".to_owned(),
             timeout_ms: 5_000,
+            breaker_failure_threshold: 5,
+            breaker_open_secs: 10,
         }
     }
 }

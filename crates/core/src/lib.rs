@@ -12,7 +12,9 @@
 //! - [`telemetry`] and [`request_telemetry`]: structured logs (JSON off a terminal), one
 //!   access-log line per request, and Prometheus metrics labelled by route template.
 //! - [`shutdown`]: one cancellation token tied to SIGINT/SIGTERM.
+//! - [`circuit_breaker`]: stop calling a dependency that keeps failing.
 
+pub mod circuit_breaker;
 pub mod config;
 pub mod ids;
 pub mod problem;

@@ -240,6 +240,53 @@ async fn a_paid_order_fans_out_to_inventory_analytics_and_a_signed_callback(back
     assert_eq!(payload["order"]["id"], order["id"]);
 }
 
+async fn a_provider_that_keeps_failing_is_left_alone_by_the_circuit_breaker(backend: Backend) {
+    let provider = TestPaymentProvider::start().await;
+    provider.set_failure_rate(1.0).await;
+    let Some(app) = spawn_app_with_workers(backend, &provider, |config| {
+        config.payments.breaker_failure_threshold = 2;
+        config.payments.breaker_open_secs = 3_600;
+        config
+            .jobs
+            .policies
+            .get_mut("payment_charge")
+            .unwrap()
+            .max_attempts = 6;
+    })
+    .await
+    else {
+        return;
+    };
+    let admin = app.admin().await;
+    let customer = app.customer().await;
+    let product = app.product(&admin, 500, 5).await;
+    let order = place_order(&app, &customer, &product, 1).await;
+
+    wait_for_status(&app, &customer, &order, "payment_failed").await;
+    let stats = provider.stats().await;
+    assert_eq!(
+        stats["requests"], 2,
+        "two failures opened the circuit; four attempts never called: {stats}"
+    );
+    let dead: Value = app
+        .get_as(&admin.token, "/v1/admin/dead-jobs?queue=payments")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let job_id = dead["items"][0]["id"].as_str().unwrap().to_owned();
+    let detail: Value = app
+        .get_as(&admin.token, &format!("/v1/admin/dead-jobs/{job_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(detail["lastError"]
+        .as_str()
+        .unwrap()
+        .contains("circuit open"));
+}
+
 macro_rules! pipeline_tests {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -266,4 +313,5 @@ pipeline_tests!(
     a_charge_that_keeps_failing_ends_payment_failed_and_an_admin_retry_pays_it,
     an_order_left_unpaid_is_cancelled_and_its_stock_returns,
     a_paid_order_fans_out_to_inventory_analytics_and_a_signed_callback,
+    a_provider_that_keeps_failing_is_left_alone_by_the_circuit_breaker,
 );

@@ -22,6 +22,7 @@ use crate::error::{ShopError, ShopResult};
 use crate::messages::{v1, ShopMessage};
 use crate::orders::Order;
 use crate::state::ShopState;
+use loadstar_core::circuit_breaker::CircuitBreaker;
 use loadstar_core::config::Config;
 use loadstar_jobs::{NewJob, PoolSettings, RetryPolicy, WorkerPool};
 use loadstar_store::sql::{Any, Transaction};
@@ -129,6 +130,8 @@ pub(crate) struct PipelineContext {
     pub http: reqwest::Client,
     pub payments_url: String,
     pub payments_timeout: Duration,
+    /// Shared by every charge in this process: a failing provider is left alone.
+    pub payments_breaker: CircuitBreaker,
     pub signing_secret: String,
 }
 
@@ -139,6 +142,11 @@ impl PipelineContext {
             http: reqwest::Client::new(),
             payments_url: config.payments.url.trim_end_matches('/').to_owned(),
             payments_timeout: Duration::from_millis(config.payments.timeout_ms),
+            payments_breaker: CircuitBreaker::new(
+                "payments",
+                config.payments.breaker_failure_threshold,
+                Duration::from_secs(config.payments.breaker_open_secs),
+            ),
             signing_secret: config.notifications.signing_secret.clone(),
         }
     }

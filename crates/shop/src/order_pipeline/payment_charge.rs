@@ -4,11 +4,13 @@ use super::{decode, enqueue_in, job_for, PipelineContext, EVENTS_QUEUE};
 use crate::messages::v1;
 use crate::orders::OrderStatus;
 use async_trait::async_trait;
+use loadstar_core::circuit_breaker::Admission;
 use loadstar_core::{Id, Timestamp};
 use loadstar_jobs::{HandlerError, JobHandler, LeasedJob, RetryPolicy, WorkerPool};
 use loadstar_store::sql::{query, Row};
 use serde::Deserialize;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub(super) fn register(
     pool: WorkerPool,
@@ -27,6 +29,14 @@ pub(super) fn register(
 
 struct PaymentCharge {
     context: Arc<PipelineContext>,
+}
+
+/// Why a charge call failed, as the circuit breaker needs to know it.
+enum ProviderFailure {
+    /// The provider is down, overloaded or slow: counts towards opening the circuit.
+    Unhealthy(String),
+    /// The provider refused this request (4xx): its health is not in question.
+    Rejected(String),
 }
 
 #[derive(Deserialize)]
@@ -72,6 +82,26 @@ impl PaymentCharge {
     /// One charge request. The order id is the idempotency key: the provider answers a
     /// repeat with the first result and never charges twice.
     async fn charge(&self, charge: &v1::PaymentCharge) -> Result<Charged, HandlerError> {
+        let breaker = &self.context.payments_breaker;
+        if breaker.admit(Instant::now()) == Admission::Refused {
+            return Err(HandlerError::new(
+                "payment provider circuit open: it keeps failing, so it was not called",
+            ));
+        }
+        let result = self.call_provider(charge).await;
+        match &result {
+            Ok(_) => breaker.record_success(),
+            Err(ProviderFailure::Unhealthy(_)) => breaker.record_failure(Instant::now()),
+            Err(ProviderFailure::Rejected(_)) => {}
+        }
+        result.map_err(|failure| match failure {
+            ProviderFailure::Unhealthy(message) | ProviderFailure::Rejected(message) => {
+                HandlerError::new(message)
+            }
+        })
+    }
+
+    async fn call_provider(&self, charge: &v1::PaymentCharge) -> Result<Charged, ProviderFailure> {
         let response = self
             .context
             .http
@@ -85,15 +115,22 @@ impl PaymentCharge {
             }))
             .send()
             .await
-            .map_err(|error| HandlerError::new(format!("payment provider unreachable: {error}")))?;
+            .map_err(|error| {
+                ProviderFailure::Unhealthy(format!("payment provider unreachable: {error}"))
+            })?;
         let status = response.status();
-        if !status.is_success() {
-            return Err(HandlerError::new(format!(
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(ProviderFailure::Unhealthy(format!(
                 "payment provider answered {status}"
             )));
         }
+        if !status.is_success() {
+            return Err(ProviderFailure::Rejected(format!(
+                "payment provider rejected the charge: {status}"
+            )));
+        }
         response.json::<Charged>().await.map_err(|error| {
-            HandlerError::new(format!(
+            ProviderFailure::Unhealthy(format!(
                 "payment provider sent an unreadable answer: {error}"
             ))
         })
