@@ -8,6 +8,8 @@
 //! - [`request_context`]: the request id (accepted or generated) and the middleware that
 //!   echoes it and turns every bare error response into a problem.
 //! - [`ids`]: 64-bit time-ordered ids (snowflake layout) serialised as strings.
+//! - [`json_body`] and [`pagination`]: request input every API shares: JSON bodies with
+//!   field-precise errors, keyset pages with opaque cursors.
 //! - [`timestamp`]: UTC instants stored as integer microseconds, shown as RFC 3339.
 //! - [`telemetry`] and [`request_telemetry`]: structured logs (JSON off a terminal), one
 //!   access-log line per request, and Prometheus metrics labelled by route template.
@@ -17,6 +19,8 @@
 pub mod circuit_breaker;
 pub mod config;
 pub mod ids;
+pub mod json_body;
+pub mod pagination;
 pub mod problem;
 pub mod redaction;
 pub mod request_context;

@@ -11,7 +11,7 @@
 //! cannot decode is still shown, as base64, with the decoder's reason.
 
 use crate::api_error::{JobApiError, JobApiResult};
-use crate::api_input::{body_filter, ensure_valid, query_filter, JobIdPath, JsonBody, PageRequest};
+use crate::api_input::{body_filter, ensure_valid, query_filter, JobIdPath};
 use crate::job_status_api::JobStateView;
 use crate::model::{Attempt, AttemptOutcome, Job, JobState, QueueCounts};
 use crate::queue::JobQueue;
@@ -22,6 +22,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use loadstar_core::json_body::JsonBody;
+use loadstar_core::pagination::PageRequest;
 use loadstar_core::{Id, Problem, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -326,7 +328,8 @@ async fn list_dead_jobs(
             page.fetch_limit(),
         )
         .await?;
-    let (jobs, next_cursor) = page.split(jobs, |job| job.id);
+    let page = page.into_page(jobs, |job| job.id);
+    let (jobs, next_cursor) = (page.items, page.next_cursor);
     Ok(Json(DeadJobPage {
         items: jobs.into_iter().map(DeadJobSummary::from).collect(),
         next_cursor,

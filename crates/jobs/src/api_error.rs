@@ -1,7 +1,6 @@
 //! Failures of the jobs crate's HTTP APIs, and the one place they become problems.
 
 use crate::error::JobError;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use loadstar_core::{FieldError, Problem};
 
@@ -14,12 +13,6 @@ pub enum JobApiError {
     /// The request itself is unusable (a body that is not JSON, an unreadable query).
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// The body is not JSON.
-    #[error("unsupported media type")]
-    UnsupportedMediaType,
-    /// The body exceeds the server's limit.
-    #[error("payload too large")]
-    PayloadTooLarge,
     /// No such job, or not in the state the operation applies to.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -48,13 +41,6 @@ impl JobApiError {
         match self {
             JobApiError::Validation(errors) => Problem::validation(errors.clone()),
             JobApiError::BadRequest(detail) => Problem::bad_request(detail.clone()),
-            JobApiError::UnsupportedMediaType => Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-            )
-            .with_detail("send the body as application/json"),
-            JobApiError::PayloadTooLarge => Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE),
             JobApiError::NotFound(what) => Problem::not_found(format!("{what} not found")),
             JobApiError::Unavailable(_) => {
                 Problem::unavailable("the job queue is temporarily unavailable; retry later")

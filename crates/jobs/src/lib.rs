@@ -46,7 +46,6 @@ pub use admin_api::{
     MAX_RETRIED_PER_CALL,
 };
 pub use api_error::JobApiError;
-pub use api_input::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
 pub use job_status_api::{job_status_router, JobStateView, JobStatus, JobStatusApi};

@@ -7,7 +7,7 @@
 use crate::auth::tokens::issue_api_key;
 use crate::auth::Principal;
 use crate::error::{ShopError, ShopResult};
-use crate::extract::{path_id, JsonBody};
+use crate::extract::path_id;
 use crate::sessions::check_password;
 use crate::state::ShopState;
 use crate::validation::Validator;
@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use loadstar_core::json_body::JsonBody;
 use loadstar_core::{Id, Problem, Timestamp};
 use loadstar_store::sql::{query, Row};
 use serde::{Deserialize, Serialize};

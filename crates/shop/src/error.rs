@@ -14,12 +14,6 @@ pub enum ShopError {
     /// The request itself is unusable (bad JSON, bad cursor, bad id).
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// The body is not in a media type the endpoint accepts.
-    #[error("unsupported media type: {0}")]
-    UnsupportedMediaType(String),
-    /// The body exceeds the configured limit.
-    #[error("payload too large")]
-    PayloadTooLarge,
     /// No credentials, or credentials that are wrong, expired or revoked.
     #[error("unauthenticated: {0}")]
     Unauthenticated(&'static str),
@@ -72,13 +66,6 @@ impl ShopError {
         match self {
             ShopError::Validation(errors) => Problem::validation(errors.clone()),
             ShopError::BadRequest(detail) => Problem::bad_request(detail.clone()),
-            ShopError::UnsupportedMediaType(detail) => Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-            )
-            .with_detail(detail.clone()),
-            ShopError::PayloadTooLarge => Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE),
             ShopError::Unauthenticated(detail) => Problem::unauthorized(*detail),
             ShopError::Forbidden(detail) => Problem::forbidden(*detail),
             ShopError::NotFound(what) => Problem::not_found(format!("{what} not found")),

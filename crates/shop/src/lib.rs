@@ -24,7 +24,6 @@ pub mod messages;
 pub mod openapi;
 pub mod order_pipeline;
 pub mod orders;
-pub mod pagination;
 pub mod products;
 pub mod sessions;
 pub mod state;

@@ -4,13 +4,13 @@ use crate::auth::principal::Credential;
 use crate::auth::tokens::{hash_secret, random_secret};
 use crate::auth::{Principal, Session};
 use crate::error::{ShopError, ShopResult};
-use crate::extract::JsonBody;
 use crate::state::ShopState;
 use crate::users::{repository, User};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use loadstar_core::json_body::JsonBody;
 use loadstar_core::{Id, Problem, Timestamp};
 use serde::{Deserialize, Serialize};
 

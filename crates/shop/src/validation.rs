@@ -62,6 +62,15 @@ impl Validator {
     }
 }
 
+/// Fails with every collected error.
+pub fn ensure_valid(errors: Vec<FieldError>) -> Result<(), ShopError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ShopError::Validation(errors))
+    }
+}
+
 /// An email address good enough to send to: one `@`, something on each side, a dot in
 /// the domain, no whitespace, at most 254 characters (RFC 5321's path limit).
 pub fn is_plausible_email(email: &str) -> bool {

@@ -44,6 +44,31 @@ async fn wait_for_status(app: &TestApp, customer: &TestUser, order: &Value, stat
     }
 }
 
+/// The order turns `payment_failed` a moment before its job is recorded dead: polls the
+/// error queue (as an admin would) until the charge is there, and returns its id.
+async fn wait_for_dead_payment(app: &TestApp, admin: &TestUser) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let dead: Value = app
+            .get_as(&admin.token, "/v1/admin/dead-jobs?queue=payments")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let items = dead["items"].as_array().unwrap();
+        if let [job] = items.as_slice() {
+            assert_eq!(job["kind"], "payment.charge");
+            return job["id"].as_str().unwrap().to_owned();
+        }
+        assert!(items.is_empty(), "one dead charge at most: {dead}");
+        assert!(
+            Instant::now() < deadline,
+            "the charge never reached the error queue"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded above
+    }
+}
+
 async fn stock_of(app: &TestApp, product: &Value) -> i64 {
     let body: Value = app
         .get(&format!("/v1/products/{}", product["id"].as_str().unwrap()))
@@ -91,16 +116,7 @@ async fn a_charge_that_keeps_failing_ends_payment_failed_and_an_admin_retry_pays
     // The error queue is for admins only.
     let forbidden = app.get_as(&customer.token, "/v1/admin/dead-jobs").await;
     assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
-    let dead: Value = app
-        .get_as(&admin.token, "/v1/admin/dead-jobs?queue=payments")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let items = dead["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1);
-    assert_eq!(items[0]["kind"], "payment.charge");
-    let job_id = items[0]["id"].as_str().unwrap().to_owned();
+    let job_id = wait_for_dead_payment(&app, &admin).await;
     let detail: Value = app
         .get_as(&admin.token, &format!("/v1/admin/dead-jobs/{job_id}"))
         .await
@@ -268,13 +284,7 @@ async fn a_provider_that_keeps_failing_is_left_alone_by_the_circuit_breaker(back
         stats["requests"], 2,
         "two failures opened the circuit; four attempts never called: {stats}"
     );
-    let dead: Value = app
-        .get_as(&admin.token, "/v1/admin/dead-jobs?queue=payments")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let job_id = dead["items"][0]["id"].as_str().unwrap().to_owned();
+    let job_id = wait_for_dead_payment(&app, &admin).await;
     let detail: Value = app
         .get_as(&admin.token, &format!("/v1/admin/dead-jobs/{job_id}"))
         .await

@@ -3,8 +3,8 @@
 use super::{Order, OrderItem, OrderStatus, PlaceOrder};
 use crate::error::{ShopError, ShopResult};
 use crate::order_pipeline;
-use crate::pagination::PageRequest;
 use crate::state::ShopState;
+use loadstar_core::pagination::PageRequest;
 use loadstar_core::{FieldError, Id, IdGenerator, Timestamp};
 use loadstar_store::sql::{query, Any, AnyRow, Error, Executor, Row, Transaction};
 use loadstar_store::{Database, StoreError};
@@ -307,7 +307,7 @@ pub async fn list_for_user(
     ))
     .bind(user_id.as_i64())
     .bind(page.after.map_or(i64::MAX, Id::as_i64))
-    .bind(page.fetch_limit())
+    .bind(i64::from(page.fetch_limit()))
     .fetch_all(db.reader())
     .await?;
     let mut orders: Vec<Order> = rows.iter().map(order_from_row).collect::<Result<_, _>>()?;

@@ -4,13 +4,15 @@ use super::repository::{self, Idempotency, Placed};
 use super::{Order, OrderItem, PlaceOrder};
 use crate::auth::Principal;
 use crate::error::{ShopError, ShopResult};
-use crate::extract::{path_id, JsonBody};
-use crate::pagination::{ensure_valid, Page, PageRequest};
+use crate::extract::path_id;
 use crate::state::ShopState;
+use crate::validation::ensure_valid;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use loadstar_core::json_body::JsonBody;
+use loadstar_core::pagination::{Page, PageRequest};
 use loadstar_core::{FieldError, Id, Problem};
 use serde::{Deserialize, Serialize};
 

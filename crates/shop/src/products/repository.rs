@@ -1,7 +1,7 @@
 //! SQL for the `products` table.
 
 use super::{Product, ProductInput};
-use crate::pagination::PageRequest;
+use loadstar_core::pagination::PageRequest;
 use loadstar_core::{Id, Timestamp};
 use loadstar_store::sql::{query, AnyRow, Error, Row};
 use loadstar_store::{Database, StoreError};
@@ -123,7 +123,7 @@ pub async fn list(
         };
     }
     let rows = statement
-        .bind(page.fetch_limit())
+        .bind(i64::from(page.fetch_limit()))
         .fetch_all(db.reader())
         .await?;
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)

@@ -3,13 +3,14 @@
 use super::{email_conflict, register, repository, SignUp, User, PASSWORD_MAX, PASSWORD_MIN};
 use crate::auth::{Principal, Role};
 use crate::error::{ShopError, ShopResult};
-use crate::extract::{path_id, JsonBody};
+use crate::extract::path_id;
 use crate::state::ShopState;
 use crate::validation::{is_plausible_email, Validator};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use loadstar_core::json_body::JsonBody;
 use loadstar_core::{Problem, Timestamp};
 use serde::Deserialize;
 

@@ -1,19 +1,21 @@
-//! Keyset pagination: `?cursor=&limit=` in, `{items, nextCursor}` out.
+//! Keyset pagination for every list endpoint: `?cursor=&limit=` in, `{items, nextCursor}`
+//! out.
 //!
-//! The cursor is the id of the last item of the page, opaque to clients (base64url). Ids
-//! are time-ordered, so `WHERE id > cursor ORDER BY id` pages are stable under inserts: a
-//! row added while a client pages never shifts or repeats the rows it has yet to see.
+//! The cursor is the id of the last item of the page, opaque to clients (base64url, with a
+//! version tag). Ids are time-ordered, so `WHERE id > cursor ORDER BY id` pages are stable
+//! under inserts: a row added while a client pages never shifts or repeats the rows it has
+//! yet to see.
 
-use crate::error::ShopError;
+use crate::ids::Id;
+use crate::problem::FieldError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use loadstar_core::{FieldError, Id};
 use serde::Serialize;
 
 /// Items per page when the client does not say.
-pub const DEFAULT_LIMIT: i64 = 20;
+pub const DEFAULT_PAGE_LIMIT: u32 = 20;
 /// Most items a client may ask for in one page.
-pub const MAX_LIMIT: i64 = 100;
+pub const MAX_PAGE_LIMIT: u32 = 100;
 
 /// One page of a list.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -29,32 +31,33 @@ pub struct Page<T> {
 pub struct PageRequest {
     /// Return items after this id (in the list's order).
     pub after: Option<Id>,
-    pub limit: i64,
+    pub limit: u32,
 }
 
 impl PageRequest {
-    /// Parses the raw `cursor` and `limit` query values, recording errors in `errors`.
+    /// Parses the raw `cursor` and `limit` query values (empty means absent), recording
+    /// errors in `errors` so a handler reports every bad parameter at once.
     pub fn parse(cursor: Option<&str>, limit: Option<&str>, errors: &mut Vec<FieldError>) -> Self {
-        let after = match cursor.filter(|c| !c.is_empty()) {
+        let after = match cursor.filter(|raw| !raw.is_empty()) {
             None => None,
-            Some(raw) => match decode_cursor(raw) {
-                Some(id) => Some(id),
-                None => {
+            Some(raw) => {
+                let decoded = decode_cursor(raw);
+                if decoded.is_none() {
                     errors.push(FieldError::new("cursor", "is not a cursor this API issued"));
-                    None
                 }
-            },
+                decoded
+            }
         };
-        let limit = match limit.filter(|l| !l.is_empty()) {
-            None => DEFAULT_LIMIT,
-            Some(raw) => match raw.parse::<i64>() {
-                Ok(value) if (1..=MAX_LIMIT).contains(&value) => value,
+        let limit = match limit.filter(|raw| !raw.is_empty()) {
+            None => DEFAULT_PAGE_LIMIT,
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(value) if (1..=MAX_PAGE_LIMIT).contains(&value) => value,
                 _ => {
                     errors.push(FieldError::new(
                         "limit",
-                        format!("must be an integer between 1 and {MAX_LIMIT}"),
+                        format!("must be an integer between 1 and {MAX_PAGE_LIMIT}"),
                     ));
-                    DEFAULT_LIMIT
+                    DEFAULT_PAGE_LIMIT
                 }
             },
         };
@@ -62,14 +65,15 @@ impl PageRequest {
     }
 
     /// Rows to fetch: one more than the page, to learn whether another page follows.
-    pub fn fetch_limit(&self) -> i64 {
+    pub fn fetch_limit(&self) -> u32 {
         self.limit + 1
     }
 
     /// Trims the look-ahead row and builds the page.
     pub fn into_page<T>(self, mut rows: Vec<T>, id_of: impl Fn(&T) -> Id) -> Page<T> {
-        let has_more = rows.len() as i64 > self.limit;
-        rows.truncate(self.limit as usize);
+        let limit = self.limit as usize;
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
         let next_cursor = if has_more {
             rows.last().map(|last| encode_cursor(id_of(last)))
         } else {
@@ -79,15 +83,6 @@ impl PageRequest {
             items: rows,
             next_cursor,
         }
-    }
-}
-
-/// Validation helper for handlers: fails with every collected error.
-pub fn ensure_valid(errors: Vec<FieldError>) -> Result<(), ShopError> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ShopError::Validation(errors))
     }
 }
 
@@ -113,12 +108,16 @@ mod tests {
     }
 
     #[test]
-    fn limits_outside_one_to_a_hundred_are_errors() {
+    fn limits_outside_one_to_a_hundred_are_errors_and_empty_means_default() {
         for bad in ["0", "101", "-1", "x"] {
             let mut errors = Vec::new();
             PageRequest::parse(None, Some(bad), &mut errors);
             assert_eq!(errors.len(), 1, "{bad}");
         }
+        let mut errors = Vec::new();
+        let page = PageRequest::parse(Some(""), Some(""), &mut errors);
+        assert!(errors.is_empty());
+        assert_eq!((page.after, page.limit), (None, DEFAULT_PAGE_LIMIT));
     }
 
     #[test]
