@@ -624,35 +624,9 @@ fn the_openapi_documents_list_every_route() {
     assert!(status.paths.paths.contains_key("/v1/jobs/{jobId}"));
 }
 
-macro_rules! admin_api_suite {
-    ($($case:ident),+ $(,)?) => {
-        mod sql_on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let db = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Sqlite)
-                        .await
-                        .expect("sqlite is always available");
-                    super::$case(super::TestApi::spawn(db).await).await;
-                }
-            )+
-        }
-        mod sql_on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(db) = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Postgres).await else {
-                        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: PostgreSQL variant not run");
-                        return;
-                    };
-                    super::$case(super::TestApi::spawn(db).await).await;
-                }
-            )+
-        }
-    };
-}
+loadstar_store::on_every_database!(
+    TestApi::spawn;
 
-admin_api_suite!(
     queue_counts_show_every_queue_by_state,
     dead_jobs_are_listed_oldest_first_by_filter_in_pages_without_duplicates,
     a_dead_job_shows_its_decoded_payload_and_every_attempt,

@@ -23,7 +23,7 @@ struct Fixture {
     db: Database,
 }
 
-fn sql_fixture(db: Database) -> Fixture {
+async fn sql_fixture(db: Database) -> Fixture {
     let clock = Arc::new(ManualClock::new());
     let queue = SqlJobQueue::new(db.clone(), Arc::new(IdGenerator::new(1)), clock.clone());
     Fixture {
@@ -528,35 +528,9 @@ impl Fixture {
     }
 }
 
-macro_rules! job_queue_suite {
-    ($($case:ident),+ $(,)?) => {
-        mod sql_on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let db = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Sqlite)
-                        .await
-                        .expect("sqlite is always available");
-                    super::$case(super::sql_fixture(db)).await;
-                }
-            )+
-        }
-        mod sql_on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(db) = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Postgres).await else {
-                        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: PostgreSQL variant not run");
-                        return;
-                    };
-                    super::$case(super::sql_fixture(db)).await;
-                }
-            )+
-        }
-    };
-}
+loadstar_store::on_every_database!(
+    sql_fixture;
 
-job_queue_suite!(
     an_enqueued_job_is_delivered_once_and_completed,
     jobs_of_other_queues_are_not_delivered,
     higher_priority_jobs_are_delivered_first,

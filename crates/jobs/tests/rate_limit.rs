@@ -83,35 +83,9 @@ async fn concurrent_fetches_never_exceed_the_limit(db: Database) {
     assert_eq!(total, 7);
 }
 
-macro_rules! rate_limit_suite {
-    ($($case:ident),+ $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let db = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Sqlite)
-                        .await
-                        .expect("sqlite is always available");
-                    super::$case(db).await;
-                }
-            )+
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(db) = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Postgres).await else {
-                        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: PostgreSQL variant not run");
-                        return;
-                    };
-                    super::$case(db).await;
-                }
-            )+
-        }
-    };
-}
+loadstar_store::on_every_database!(
+    loadstar_store::test_support::database;
 
-rate_limit_suite!(
     two_processes_together_stay_within_the_limit,
     concurrent_fetches_never_exceed_the_limit,
 );

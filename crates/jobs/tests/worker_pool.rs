@@ -238,35 +238,9 @@ async fn an_idle_pool_starts_a_new_job_at_once_when_the_backend_pushes_wake_ups(
     running.await.unwrap().unwrap();
 }
 
-macro_rules! worker_suite {
-    ($($case:ident),+ $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let db = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Sqlite)
-                        .await
-                        .expect("sqlite is always available");
-                    super::$case(db).await;
-                }
-            )+
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(db) = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Postgres).await else {
-                        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: PostgreSQL variant not run");
-                        return;
-                    };
-                    super::$case(db).await;
-                }
-            )+
-        }
-    };
-}
+loadstar_store::on_every_database!(
+    loadstar_store::test_support::database;
 
-worker_suite!(
     a_pool_runs_every_job_exactly_once,
     a_failing_job_is_retried_then_lands_in_the_error_queue,
     a_job_of_an_unknown_kind_ends_in_the_error_queue_not_in_a_loop,

@@ -6,6 +6,7 @@
 use loadstar_core::{Id, Timestamp};
 use loadstar_shop::auth::{Session, SessionStore, SqlSessionStore};
 use loadstar_store::Database;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Inserts a user row so sessions can reference it.
@@ -32,8 +33,10 @@ fn session(token_hash: &str, user_id: Id, lifetime: Duration) -> Session {
     }
 }
 
-async fn a_created_session_is_found_until_it_expires(store: &dyn SessionStore, db: &Database) {
-    let owner = user(db, 1).await;
+async fn a_created_session_is_found_until_it_expires(
+    (store, db): (Arc<dyn SessionStore>, Database),
+) {
+    let owner = user(&db, 1).await;
     let created = session("hash-a", owner, Duration::from_secs(60));
     store.create(&created).await.unwrap();
     let found = store.find_active("hash-a", Timestamp::now()).await.unwrap();
@@ -45,15 +48,15 @@ async fn a_created_session_is_found_until_it_expires(store: &dyn SessionStore, d
     );
 }
 
-async fn an_unknown_token_is_not_found(store: &dyn SessionStore, _db: &Database) {
+async fn an_unknown_token_is_not_found((store, _db): (Arc<dyn SessionStore>, Database)) {
     assert_eq!(
         store.find_active("nope", Timestamp::now()).await.unwrap(),
         None
     );
 }
 
-async fn a_revoked_session_is_never_found_again(store: &dyn SessionStore, db: &Database) {
-    let owner = user(db, 2).await;
+async fn a_revoked_session_is_never_found_again((store, db): (Arc<dyn SessionStore>, Database)) {
+    let owner = user(&db, 2).await;
     store
         .create(&session("hash-b", owner, Duration::from_secs(60)))
         .await
@@ -69,8 +72,8 @@ async fn a_revoked_session_is_never_found_again(store: &dyn SessionStore, db: &D
     );
 }
 
-async fn sessions_of_one_user_are_independent(store: &dyn SessionStore, db: &Database) {
-    let owner = user(db, 3).await;
+async fn sessions_of_one_user_are_independent((store, db): (Arc<dyn SessionStore>, Database)) {
+    let owner = user(&db, 3).await;
     for hash in ["hash-c1", "hash-c2"] {
         store
             .create(&session(hash, owner, Duration::from_secs(60)))
@@ -85,44 +88,16 @@ async fn sessions_of_one_user_are_independent(store: &dyn SessionStore, db: &Dat
         .is_some());
 }
 
-macro_rules! session_store_suite {
-    ($($case:ident),+ $(,)?) => {
-        mod sql_on_sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let db = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Sqlite)
-                        .await
-                        .expect("sqlite is always available");
-                    let store = loadstar_shop::auth::SqlSessionStore::new(db.clone());
-                    super::$case(&store, &db).await;
-                }
-            )+
-        }
-        mod sql_on_postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let Some(db) = loadstar_store::test_support::fresh_database(loadstar_store::Backend::Postgres).await else {
-                        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: PostgreSQL variant not run");
-                        return;
-                    };
-                    let store = loadstar_shop::auth::SqlSessionStore::new(db.clone());
-                    super::$case(&store, &db).await;
-                }
-            )+
-        }
-    };
-}
+loadstar_store::on_every_database!(
+    session_fixture;
 
-session_store_suite!(
     a_created_session_is_found_until_it_expires,
     an_unknown_token_is_not_found,
     a_revoked_session_is_never_found_again,
     sessions_of_one_user_are_independent,
 );
 
-#[allow(dead_code)]
-fn assert_store_is_object_safe(store: SqlSessionStore) -> Box<dyn SessionStore> {
-    Box::new(store)
+/// Each case gets the store under test and its database.
+async fn session_fixture(db: Database) -> (Arc<dyn SessionStore>, Database) {
+    (Arc::new(SqlSessionStore::new(db.clone())), db)
 }

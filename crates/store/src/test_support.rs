@@ -59,3 +59,46 @@ pub async fn fresh_database(backend: Backend) -> Option<Database> {
     db.migrate().await.expect("migrate the test database");
     Some(db)
 }
+
+/// The identity setup for [`on_every_database!`]: the case takes the database itself.
+pub async fn database(db: Database) -> Database {
+    db
+}
+
+/// Runs each named case on every database engine: as `sqlite::<case>` always, and as
+/// `postgres::<case>` on a fresh database when `LOADSTAR_TEST_DATABASE_URL` names a server
+/// (the PostgreSQL variant says so and passes when it does not). `setup` is an async fn
+/// from a migrated [`Database`] to whatever the cases take; the cases are async fns of it,
+/// defined beside the macro call. The one suite-per-trait pattern of every backend crate.
+#[macro_export]
+macro_rules! on_every_database {
+    ($setup:path; $($case:ident),+ $(,)?) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let db = $crate::test_support::fresh_database($crate::Backend::Sqlite)
+                        .await
+                        .expect("sqlite is always available");
+                    super::$case($setup(db).await).await;
+                }
+            )+
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(db) = $crate::test_support::fresh_database($crate::Backend::Postgres).await else {
+                        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: PostgreSQL variant not run");
+                        return;
+                    };
+                    super::$case($setup(db).await).await;
+                }
+            )+
+        }
+    };
+}

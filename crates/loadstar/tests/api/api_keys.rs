@@ -1,6 +1,6 @@
 //! `/v1/api-keys`: issuing, listing, using and revoking long-lived keys.
 
-use crate::helpers::{assert_problem, error_fields, TestApp, TestUser};
+use crate::harness::{assert_problem, error_fields, TestApp, TestUser};
 use crate::on_every_backend;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! A renamed or added field fails here before it breaks a client.
 
 use crate::api_keys::issue_key;
-use crate::helpers::{assert_problem, TestApp};
+use crate::harness::{assert_problem, TestApp};
 use crate::on_every_backend;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! How requests fail: every error is an RFC 9457 problem that cites the request id and
 //! tells the client what to fix, and never what the server is made of.
 
-use crate::helpers::{assert_problem, error_fields, TestApp};
+use crate::harness::{assert_problem, error_fields, TestApp};
 use crate::on_every_backend;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};

@@ -4,7 +4,7 @@
 //! own database there).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod helpers;
+mod harness;
 
 mod api_keys;
 mod contract;

@@ -1,6 +1,6 @@
 //! Health, readiness, metrics, OpenAPI and the docs page.
 
-use crate::helpers::TestApp;
+use crate::harness::TestApp;
 use crate::on_every_backend;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -19,7 +19,7 @@ async fn readiness_checks_the_database(app: TestApp) {
 
     app.database.close().await;
     let response = app.get("/readyz").await;
-    crate::helpers::assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    crate::harness::assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
 }
 
 async fn metrics_count_requests_by_route_template(app: TestApp) {

@@ -1,7 +1,7 @@
 //! Orders: server-side pricing, atomic stock taking (never overselling, even under
 //! concurrency), idempotent retries, ownership, listing and cancellation.
 
-use crate::helpers::{assert_json, assert_problem, error_fields, header, id_of, TestApp, TestUser};
+use crate::harness::{assert_json, assert_problem, error_fields, header, id_of, TestApp, TestUser};
 use crate::on_every_backend;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};

@@ -1,6 +1,6 @@
 //! The order pipeline end to end: API → job queue → workers → payment provider simulator.
 
-use crate::helpers::{spawn_app_with_workers, Backend, TestApp, TestPaymentProvider, TestUser};
+use crate::harness::{spawn_app_with_workers, Backend, TestApp, TestPaymentProvider, TestUser};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -303,7 +303,7 @@ macro_rules! pipeline_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(crate::helpers::Backend::Sqlite).await;
+                    super::$name(crate::harness::Backend::Sqlite).await;
                 }
             )+
         }
@@ -311,7 +311,7 @@ macro_rules! pipeline_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(crate::helpers::Backend::Postgres).await;
+                    super::$name(crate::harness::Backend::Postgres).await;
                 }
             )+
         }

@@ -2,7 +2,7 @@
 //! validation, optimistic concurrency with `If-Match`, conditional reads with
 //! `If-None-Match`, and keyset pagination with filters.
 
-use crate::helpers::{assert_json, assert_problem, error_fields, header, id_of, TestApp, TestUser};
+use crate::harness::{assert_json, assert_problem, error_fields, header, id_of, TestApp, TestUser};
 use crate::on_every_backend;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! `/v1/sessions`: logging in, using the token, logging out.
 
 use crate::api_keys::issue_key;
-use crate::helpers::{assert_problem, error_fields, TestApp};
+use crate::harness::{assert_problem, error_fields, TestApp};
 use crate::on_every_backend;
 use reqwest::header::HeaderValue;
 use reqwest::{Method, Response, StatusCode};

@@ -6,7 +6,7 @@
 //! sends only when the handler starts reading the body. That is proof, without sleeping,
 //! that the request is in flight before shutdown begins.
 
-use crate::helpers::{spawn_with_config, TestApp, TestUser};
+use crate::harness::{spawn_with_config, TestApp, TestUser};
 use crate::on_every_backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -1,6 +1,6 @@
 //! `/v1/users`: sign-up, reading and patching profiles, and who may do which.
 
-use crate::helpers::{assert_problem, error_fields, TestApp, TestUser};
+use crate::harness::{assert_problem, error_fields, TestApp, TestUser};
 use crate::on_every_backend;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};

@@ -43,7 +43,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite)
+                    let app = $crate::harness::spawn_app($crate::harness::Backend::Sqlite)
                         .await
                         .expect("sqlite is always available");
                     super::$name(app).await;
@@ -54,7 +54,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await else {
+                    let Some(app) = $crate::harness::spawn_app($crate::harness::Backend::Postgres).await else {
                         eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: PostgreSQL variant not run");
                         return;
                     };
