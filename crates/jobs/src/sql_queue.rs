@@ -199,27 +199,39 @@ impl SqlJobQueue {
         Ok(true)
     }
 
-    async fn attempts_of(&self, id: Id) -> Result<Vec<Attempt>, JobError> {
-        let rows = query(
-            "SELECT attempt, worker, started_at, finished_at, outcome, error FROM job_attempts \
-             WHERE job_id = $1 ORDER BY attempt",
-        )
-        .bind(id.as_i64())
-        .fetch_all(self.db.consistent_reader())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let outcome: String = row.try_get("outcome")?;
-                Ok(Attempt {
-                    attempt: to_u32(row.try_get("attempt")?),
-                    worker: row.try_get("worker")?,
-                    started_at: Timestamp::from_unix_micros(row.try_get("started_at")?),
-                    finished_at: Timestamp::from_unix_micros(row.try_get("finished_at")?),
-                    outcome: AttemptOutcome::from_stored(&outcome),
-                    error: row.try_get("error")?,
-                })
-            })
-            .collect()
+    /// The attempt histories of `ids`, in one query (a page of the error queue must not
+    /// cost a round trip per job).
+    async fn attempts_of(&self, ids: &[Id]) -> Result<HashMap<Id, Vec<Attempt>>, JobError> {
+        let mut histories: HashMap<Id, Vec<Attempt>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(histories);
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT job_id, attempt, worker, started_at, finished_at, outcome, error FROM job_attempts \
+             WHERE job_id IN ({}) ORDER BY job_id, attempt",
+            placeholders.join(", ")
+        );
+        let mut statement = query(&sql);
+        for id in ids {
+            statement = statement.bind(id.as_i64());
+        }
+        for row in statement.fetch_all(self.db.consistent_reader()).await? {
+            let outcome: String = row.try_get("outcome")?;
+            let attempt = Attempt {
+                attempt: to_u32(row.try_get("attempt")?),
+                worker: row.try_get("worker")?,
+                started_at: Timestamp::from_unix_micros(row.try_get("started_at")?),
+                finished_at: Timestamp::from_unix_micros(row.try_get("finished_at")?),
+                outcome: AttemptOutcome::from_stored(&outcome),
+                error: row.try_get("error")?,
+            };
+            histories
+                .entry(Id::from_i64(row.try_get("job_id")?))
+                .or_default()
+                .push(attempt);
+        }
+        Ok(histories)
     }
 }
 
@@ -465,7 +477,11 @@ impl JobQueue for SqlJobQueue {
             return Ok(None);
         };
         let mut job = job_from_row(&row)?;
-        job.attempts = self.attempts_of(id).await?;
+        job.attempts = self
+            .attempts_of(&[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
         Ok(Some(job))
     }
 
@@ -486,11 +502,11 @@ impl JobQueue for SqlJobQueue {
         .bind(i64::from(limit))
         .fetch_all(self.db.consistent_reader())
         .await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut job = job_from_row(row)?;
-            job.attempts = self.attempts_of(job.id).await?;
-            jobs.push(job);
+        let mut jobs: Vec<Job> = rows.iter().map(job_from_row).collect::<Result<_, _>>()?;
+        let ids: Vec<Id> = jobs.iter().map(|job| job.id).collect();
+        let mut histories = self.attempts_of(&ids).await?;
+        for job in &mut jobs {
+            job.attempts = histories.remove(&job.id).unwrap_or_default();
         }
         Ok(jobs)
     }

@@ -183,6 +183,10 @@ async fn a_failing_job_is_retried_with_backoff_then_dead_lettered_with_its_histo
         .await
         .unwrap();
     assert_eq!(listed.iter().map(|job| job.id).collect::<Vec<_>>(), [id]);
+    assert_eq!(
+        listed[0].attempts, dead.attempts,
+        "the list carries each history too"
+    );
     assert!(f
         .queue
         .fetch("default", "w1", LEASE, 10)
