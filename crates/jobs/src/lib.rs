@@ -26,6 +26,7 @@
 //!   problem+json via [`JobApiError`]; [`JobsAdminApi`] and [`JobStatusApi`] describe
 //!   them for the served OpenAPI document.
 
+mod ack_batcher;
 mod admin_api;
 mod api_error;
 mod api_input;

@@ -4,7 +4,13 @@
 //! fetchers avoid each other. PostgreSQL locks the chosen rows with
 //! `FOR UPDATE SKIP LOCKED`, so fetchers on many nodes take disjoint jobs without
 //! waiting; SQLite has a single writer, so fetches are already serialised.
+//!
+//! Two things keep a busy queue cheap: acknowledgements are written in batches by one
+//! writer task per queue ([`crate::ack_batcher`]), and the sweep for expired leases and
+//! time-to-live runs at most once per [`SWEEP_INTERVAL`] per queue instead of in every
+//! fetch (an expired lease is reclaimed at most that much later).
 
+use crate::ack_batcher::{self, AckRequest};
 use crate::clock::Clock;
 use crate::error::JobError;
 use crate::model::{Attempt, AttemptOutcome, Job, JobState, LeasedJob, NewJob, QueueCounts};
@@ -16,8 +22,14 @@ use loadstar_core::{Id, IdGenerator, Timestamp};
 use loadstar_store::sql::{query, Any, AnyRow, Row, Transaction};
 use loadstar_store::{Backend, Database};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How often a queue is swept for expired leases and time-to-live at most (by the
+/// queue's clock). The sweep reads indexes only, but it is three statements; in every
+/// fetch of a busy queue they cost more than the fetch itself.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Largest payload stored inline; bigger ones belong in object storage (claim check).
 pub const MAX_INLINE_PAYLOAD: usize = 256 * 1024;
@@ -36,6 +48,11 @@ pub struct SqlJobQueue {
     notifier: Arc<PgNotifier>,
     /// Job starts per second allowed per queue, across every process sharing the database.
     rate_limits: Arc<HashMap<String, u32>>,
+    /// When each queue was last swept, by `clock`.
+    last_sweeps: Arc<Mutex<HashMap<String, Timestamp>>>,
+    /// The acknowledgement writer, started by the first `complete`; it stops when the
+    /// last clone of this queue is dropped.
+    acks: Arc<OnceLock<mpsc::UnboundedSender<AckRequest>>>,
 }
 
 impl SqlJobQueue {
@@ -46,7 +63,42 @@ impl SqlJobQueue {
             clock,
             notifier: Arc::new(PgNotifier::default()),
             rate_limits: Arc::new(HashMap::new()),
+            last_sweeps: Arc::new(Mutex::new(HashMap::new())),
+            acks: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Whether `queue` is due a sweep at `now`; if so, marks it swept so concurrent
+    /// fetchers of this process do not sweep it too.
+    fn sweep_due(&self, queue: &str, now: Timestamp) -> bool {
+        let mut last_sweeps = self
+            .last_sweeps
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let interval = i64::try_from(SWEEP_INTERVAL.as_micros()).unwrap_or(i64::MAX);
+        let due = last_sweeps.get(queue).is_none_or(|last| {
+            let since = now.unix_micros() - last.unix_micros();
+            // A clock that went backwards must not suspend sweeping.
+            since >= interval || since < 0
+        });
+        if due {
+            last_sweeps.insert(queue.to_owned(), now);
+        }
+        due
+    }
+
+    /// The channel to the acknowledgement writer, starting it on first use.
+    fn ack_writer(&self) -> &mpsc::UnboundedSender<AckRequest> {
+        self.acks.get_or_init(|| {
+            let (sender, requests) = mpsc::unbounded_channel();
+            let clock = Arc::clone(&self.clock);
+            tokio::spawn(ack_batcher::run(
+                self.db.clone(),
+                move || clock.now(),
+                requests,
+            ));
+            sender
+        })
     }
 
     /// Limits `queue` to `per_second` job starts per second, counted over every process
@@ -168,10 +220,6 @@ impl SqlJobQueue {
         // Every statement binds exactly the placeholders it names ($1-$3: the lease guard,
         // $4: now); PostgreSQL rejects unused parameters.
         let sql = match next {
-            Next::Completed => format!(
-                "UPDATE jobs SET state = 'completed', finished_at = $4, updated_at = $4, \
-                 lease_until = NULL, last_error = NULL WHERE {guard}"
-            ),
             Next::RetryAt(_) => format!(
                 "UPDATE jobs SET state = 'available', run_at = $5, updated_at = $4, \
                  lease_until = NULL, worker = NULL, last_error = $6 WHERE {guard}"
@@ -192,7 +240,7 @@ impl SqlJobQueue {
                 .bind(at.unix_micros())
                 .bind(error.map(str::to_owned)),
             Next::Dead => statement.bind(error.map(str::to_owned)),
-            Next::Completed | Next::Discard => statement,
+            Next::Discard => statement,
         };
         statement.execute(&mut *tx).await?;
         tx.commit().await?;
@@ -235,10 +283,9 @@ impl SqlJobQueue {
     }
 }
 
-/// Where a finished attempt sends the job.
+/// Where a failed attempt sends the job (success goes through the ack writer).
 #[derive(Debug, Clone, Copy)]
 enum Next {
-    Completed,
     RetryAt(Timestamp),
     Dead,
     Discard,
@@ -382,7 +429,9 @@ impl JobQueue for SqlJobQueue {
     ) -> Result<Vec<LeasedJob>, JobError> {
         let now = self.clock.now();
         let mut tx = self.db.writer().begin().await?;
-        self.sweep(&mut tx, queue, now).await?;
+        if self.sweep_due(queue, now) {
+            self.sweep(&mut tx, queue, now).await?;
+        }
         let limit = self.rate_allowance(&mut tx, queue, now, limit).await?;
         if limit == 0 {
             tx.commit().await?;
@@ -439,8 +488,10 @@ impl JobQueue for SqlJobQueue {
     }
 
     async fn complete(&self, job: &LeasedJob) -> Result<bool, JobError> {
-        self.finish_attempt(job, AttemptOutcome::Completed, None, Next::Completed)
-            .await
+        let stopped = || JobError::Unavailable("the acknowledgement writer stopped".to_owned());
+        let (request, answer) = AckRequest::new(job);
+        self.ack_writer().send(request).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn fail(

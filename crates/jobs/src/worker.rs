@@ -2,7 +2,10 @@
 //!
 //! A pool serves one or more queues with a fixed number of concurrent jobs. It fetches
 //! only as many jobs as it has free slots (so a job never waits in a worker's memory while
-//! its lease runs down), renews each lease at a third of its length while the handler runs,
+//! its lease runs down). When a job finishes it fetches again only once at least half its
+//! slots are free, so a busy pool takes its backlog in batches instead of one round trip
+//! per finished job; a wake-up from the backend or the poll timer fetches for any free
+//! slot, so new work never waits for a busy pool to half empty. It renews each lease at a third of its length while the handler runs,
 //! and acknowledges only after the handler succeeded. On shutdown it stops fetching, lets
 //! running handlers finish within the grace period, and abandons the rest: their leases
 //! expire and another worker takes them, so nothing is lost.
@@ -121,11 +124,17 @@ impl WorkerPool {
         tracing::info!(pool = %pool.settings.name, worker = %pool.worker_id, queues = ?pool.settings.queues, concurrency = pool.settings.concurrency, "worker pool started");
         let mut next_queue = 0;
         let mut wake_ups = pool.queue.subscribe();
+        let batch = pool.settings.concurrency.div_ceil(2).max(1);
+        // True on start and after a wake-up or a poll tick: then any free slot is worth a
+        // fetch. A finished job alone waits for `batch` free slots.
+        let mut any_free_slot = true;
         while !shutdown.is_cancelled() {
             while running.try_join_next().is_some() {}
             let free = slots.available_permits();
             let mut fetched = 0;
-            if free > 0 && !pool.settings.queues.is_empty() {
+            let worth_fetching = free > 0 && (free >= batch || running.is_empty() || any_free_slot);
+            any_free_slot = false;
+            if worth_fetching && !pool.settings.queues.is_empty() {
                 let queue_name = &pool.settings.queues[next_queue % pool.settings.queues.len()];
                 next_queue += 1;
                 match pool
@@ -159,9 +168,10 @@ impl WorkerPool {
             if fetched == 0 {
                 tokio::select! {
                     () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(pool.settings.poll_interval) => {}
+                    () = tokio::time::sleep(pool.settings.poll_interval) => any_free_slot = true,
                     Some(_) = running.join_next(), if !running.is_empty() => {}
                     Some(queue) = next_wake_up(&mut wake_ups) => {
+                        any_free_slot = true;
                         // Serve the queue that has work first.
                         if let Some(index) = pool.settings.queues.iter().position(|q| *q == queue) {
                             next_queue = index;

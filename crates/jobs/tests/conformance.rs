@@ -526,6 +526,47 @@ async fn invalid_jobs_are_rejected_before_they_are_stored(f: Fixture) {
     assert!(f.queue.counts().await.unwrap().is_empty());
 }
 
+async fn concurrent_acknowledgements_each_get_their_own_answer_and_history(f: Fixture) {
+    for _ in 0..40 {
+        f.queue.enqueue(job("many")).await.unwrap();
+    }
+    let leased = f.queue.fetch("default", "w1", LEASE, 40).await.unwrap();
+    assert_eq!(leased.len(), 40);
+    let impostor = loadstar_jobs::LeasedJob {
+        worker: "impostor".to_owned(),
+        ..leased[0].clone()
+    };
+    let twice = leased[1].clone();
+
+    let mut acks: Vec<_> = leased.iter().map(|job| f.queue.complete(job)).collect();
+    acks.push(f.queue.complete(&impostor));
+    acks.push(f.queue.complete(&twice));
+    let answers: Vec<bool> = join_all(acks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    assert!(answers[2..40].iter().all(|held| *held));
+    assert!(answers[0], "the lease holder completes its job");
+    assert!(
+        !answers[40],
+        "a worker without the lease cannot complete the job"
+    );
+    assert_eq!(
+        usize::from(answers[1]) + usize::from(answers[41]),
+        1,
+        "a job completes once however often it is acknowledged"
+    );
+    for job in &leased {
+        let stored = f.queue.get(job.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, JobState::Completed);
+        assert_eq!(stored.attempts.len(), 1);
+        assert_eq!(stored.attempts[0].outcome, AttemptOutcome::Completed);
+        assert_eq!(stored.attempts[0].worker, "w1");
+    }
+}
+
 impl Fixture {
     fn clock_now(&self) -> loadstar_core::Timestamp {
         loadstar_jobs::Clock::now(self.clock.as_ref())
@@ -552,4 +593,5 @@ loadstar_store::on_every_database!(
     concurrent_fetchers_never_receive_the_same_job,
     counts_report_jobs_by_queue_and_state,
     invalid_jobs_are_rejected_before_they_are_stored,
+    concurrent_acknowledgements_each_get_their_own_answer_and_history,
 );
