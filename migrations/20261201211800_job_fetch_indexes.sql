@@ -20,3 +20,8 @@ CREATE INDEX jobs_ordering ON jobs (ordering_key, id) WHERE ordering_key IS NOT 
 -- jobs_expiry: unstarted jobs with a time to live, for the TTL sweep, instead of reading
 -- every available job of the queue.
 CREATE INDEX jobs_expiry ON jobs (queue, expires_at) WHERE state = 'available' AND expires_at IS NOT NULL;
+
+-- jobs_started: rate-limited queues count jobs started in the last second; jobs not yet
+-- started have nothing to count.
+DROP INDEX jobs_started;
+CREATE INDEX jobs_started ON jobs (queue, started_at) WHERE started_at IS NOT NULL;

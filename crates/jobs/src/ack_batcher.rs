@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 /// Most acknowledgements settled by one statement (3 bound parameters each, far below
 /// either engine's limit on parameters).
 pub(crate) const MAX_BATCH: usize = 512;
+const _: () = assert!(MAX_BATCH.is_power_of_two());
 
 /// One job to acknowledge and where its answer goes.
 pub(crate) struct AckRequest {
@@ -116,7 +117,17 @@ fn bind_leases<'q>(
             .bind(request.worker.clone())
             .bind(request.attempt);
     }
+    for _ in batch.len()..padded_len(batch.len()) {
+        statement = statement.bind(NO_JOB).bind(String::new()).bind(0_i64);
+    }
     statement
+}
+
+/// The id of the padding leases: ids are positive.
+const NO_JOB: i64 = 0;
+
+fn padded_len(len: usize) -> usize {
+    len.next_power_of_two().min(MAX_BATCH.max(len))
 }
 
 /// Completes the jobs of `batch` that still hold their lease and records their attempts;
@@ -126,8 +137,10 @@ async fn settle(
     now: Timestamp,
     batch: &[AckRequest],
 ) -> Result<HashSet<i64>, JobError> {
-    // $1 is now; the leases to check follow, three parameters per job.
-    let leases: Vec<String> = (0..batch.len())
+    // $1 is now; the leases to check follow, three parameters per job. The list is padded
+    // to a power of two with leases no job holds (id 0), so a connection prepares at most
+    // ten shapes of this statement instead of one per batch size.
+    let leases: Vec<String> = (0..padded_len(batch.len()))
         .map(|n| format!("(${}, ${}, ${})", 3 * n + 2, 3 * n + 3, 3 * n + 4))
         .collect();
     // Both engines name the columns of a VALUES list column1, column2, ...
