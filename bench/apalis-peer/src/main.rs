@@ -112,7 +112,12 @@ async fn bulk_enqueue(pool: &PgPool, args: &Args) -> anyhow::Result<f64> {
 }
 
 /// The drain and latency phases, once the workers run; returns processed jobs/s.
-async fn measure(pool: &PgPool, probe: &Probe, args: &Args, started: Instant) -> anyhow::Result<f64> {
+async fn measure(
+    pool: &PgPool,
+    probe: &Probe,
+    args: &Args,
+    started: Instant,
+) -> anyhow::Result<f64> {
     let timeout = Duration::from_secs(args.phase_timeout_secs);
     wait_for_done(pool, probe, args.jobs, timeout).await?;
     let process_per_second = args.jobs as f64 / started.elapsed().as_secs_f64();
@@ -129,7 +134,9 @@ async fn measure(pool: &PgPool, probe: &Probe, args: &Args, started: Instant) ->
         pushes.spawn(async move { sink.push(now_micros()).await });
     }
     while let Some(joined) = pushes.join_next().await {
-        joined.context("a push panicked")?.map_err(|error| anyhow::anyhow!("push failed: {error}"))?;
+        joined
+            .context("a push panicked")?
+            .map_err(|error| anyhow::anyhow!("push failed: {error}"))?;
     }
     wait_for_done(pool, probe, args.jobs + steady, timeout).await?;
     probe.recording.store(false, Ordering::Relaxed);
@@ -137,20 +144,29 @@ async fn measure(pool: &PgPool, probe: &Probe, args: &Args, started: Instant) ->
 }
 
 async fn done_jobs(pool: &PgPool) -> anyhow::Result<u64> {
-    let done: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM apalis.jobs WHERE job_type = $1 AND status = 'Done'")
-            .bind(QUEUE)
-            .fetch_one(pool)
-            .await?;
+    let done: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM apalis.jobs WHERE job_type = $1 AND status = 'Done'",
+    )
+    .bind(QUEUE)
+    .fetch_one(pool)
+    .await?;
     Ok(u64::try_from(done).unwrap_or(0))
 }
 
 /// Waits until the handler ran `target` times, then until PostgreSQL records them done.
-async fn wait_for_done(pool: &PgPool, probe: &Probe, target: u64, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_for_done(
+    pool: &PgPool,
+    probe: &Probe,
+    target: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     while probe.handled.load(Ordering::Relaxed) < target {
         if Instant::now() > deadline {
-            bail!("timed out: handler ran {} of {target} jobs", probe.handled.load(Ordering::Relaxed));
+            bail!(
+                "timed out: handler ran {} of {target} jobs",
+                probe.handled.load(Ordering::Relaxed)
+            );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -179,7 +195,9 @@ async fn main() -> anyhow::Result<()> {
         .connect(&args.database_url)
         .await
         .context("connecting the apalis database")?;
-    PostgresStorage::setup(&pool).await.context("apalis migrations")?;
+    PostgresStorage::setup(&pool)
+        .await
+        .context("apalis migrations")?;
 
     eprintln!("apalis: bulk enqueue of {} jobs", args.jobs);
     let enqueue_per_second = bulk_enqueue(&pool, &args).await?;
