@@ -52,9 +52,10 @@ pub struct SqlJobQueue {
     rate_limits: Arc<HashMap<String, u32>>,
     /// When each queue was last swept, by `clock`.
     last_sweeps: Arc<Mutex<HashMap<String, Timestamp>>>,
-    /// The acknowledgement writer, started by the first `complete`; it stops when the
-    /// last clone of this queue is dropped.
-    acks: Arc<OnceLock<mpsc::UnboundedSender<AckRequest>>>,
+    /// The acknowledgement writer, started by the first `complete` (and again if it
+    /// stopped: its runtime ended, or it panicked); it stops when the last clone of this
+    /// queue is dropped.
+    acks: Arc<Mutex<Option<mpsc::UnboundedSender<AckRequest>>>>,
 }
 
 impl SqlJobQueue {
@@ -66,7 +67,7 @@ impl SqlJobQueue {
             notifier: Arc::new(PgNotifier::default()),
             rate_limits: Arc::new(HashMap::new()),
             last_sweeps: Arc::new(Mutex::new(HashMap::new())),
-            acks: Arc::new(OnceLock::new()),
+            acks: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -89,18 +90,26 @@ impl SqlJobQueue {
         due
     }
 
-    /// The channel to the acknowledgement writer, starting it on first use.
-    fn ack_writer(&self) -> &mpsc::UnboundedSender<AckRequest> {
-        self.acks.get_or_init(|| {
-            let (sender, requests) = mpsc::unbounded_channel();
-            let clock = Arc::clone(&self.clock);
-            tokio::spawn(ack_batcher::run(
-                self.db.clone(),
-                move || clock.now(),
-                requests,
-            ));
-            sender
-        })
+    /// The channel to the acknowledgement writer, starting one if none is running.
+    fn ack_writer(&self) -> mpsc::UnboundedSender<AckRequest> {
+        let mut acks = self
+            .acks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match acks.as_ref() {
+            Some(sender) if !sender.is_closed() => sender.clone(),
+            _ => {
+                let (sender, requests) = mpsc::unbounded_channel();
+                let clock = Arc::clone(&self.clock);
+                tokio::spawn(ack_batcher::run(
+                    self.db.clone(),
+                    move || clock.now(),
+                    requests,
+                ));
+                *acks = Some(sender.clone());
+                sender
+            }
+        }
     }
 
     /// Limits `queue` to `per_second` job starts per second, counted over every process
