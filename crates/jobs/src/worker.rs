@@ -7,9 +7,9 @@
 //! per finished job; a wake-up from the backend or the poll timer fetches for any free
 //! slot, so new work never waits for a busy pool to half empty. It renews each lease at a
 //! third of its length while the handler runs, and acknowledges only after the handler
-//! succeeded. On shutdown it stops fetching, lets
-//! running handlers finish within the grace period, and abandons the rest: their leases
-//! expire and another worker takes them, so nothing is lost.
+//! succeeded. On shutdown it stops fetching, lets running handlers finish within the grace
+//! period, and abandons the rest: their leases expire and another worker takes them, so
+//! nothing is lost.
 
 use crate::error::JobError;
 use crate::model::LeasedJob;
