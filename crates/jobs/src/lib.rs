@@ -17,6 +17,8 @@
 //!   attempt history) or a discard, per job kind.
 //! - [`WorkerPool`] runs [`JobHandler`]s for the kinds it knows: as many jobs at once as
 //!   it has slots, leases renewed while a handler runs, graceful drain on shutdown.
+//! - [`ClaimCheckQueue`] decorates any backend: payloads over the inline limit go to
+//!   object storage and the job carries a [`ClaimTicket`]; handlers see the real bytes.
 //! - Time comes from a [`Clock`], so tests move it instead of sleeping.
 //! - Two HTTP routers over any [`JobQueue`], for the server to mount: [`admin_router`]
 //!   (error-queue administration: counts, dead jobs with payloads decoded by the domain's
@@ -29,6 +31,7 @@
 mod admin_api;
 mod api_error;
 mod api_input;
+mod claim_check;
 mod clock;
 mod error;
 mod job_status_api;
@@ -46,11 +49,14 @@ pub use admin_api::{
     MAX_RETRIED_PER_CALL,
 };
 pub use api_error::JobApiError;
+pub use claim_check::{ClaimCheckQueue, ClaimTicket, DEFAULT_INLINE_LIMIT, TICKET_MAGIC};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
 pub use job_status_api::{job_status_router, JobStateView, JobStatus, JobStatusApi};
-pub use model::{Attempt, AttemptOutcome, Job, JobState, LeasedJob, NewJob, QueueCounts};
+pub use model::{
+    Attempt, AttemptOutcome, DeadKindCount, Job, JobState, LeasedJob, NewJob, QueueCounts,
+};
 pub use queue::JobQueue;
 pub use retry_policy::{Exhausted, RetryPolicy};
-pub use sql_queue::SqlJobQueue;
+pub use sql_queue::{SqlJobQueue, MAX_INLINE_PAYLOAD};
 pub use worker::{HandlerError, JobHandler, PoolSettings, WorkerPool};

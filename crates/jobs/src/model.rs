@@ -197,3 +197,11 @@ pub struct QueueCounts {
     pub completed: u64,
     pub dead: u64,
 }
+
+/// Dead jobs of one kind on one queue: what error-queue growth alerts watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadKindCount {
+    pub queue: String,
+    pub kind: String,
+    pub dead: u64,
+}

@@ -7,7 +7,9 @@
 
 use crate::clock::Clock;
 use crate::error::JobError;
-use crate::model::{Attempt, AttemptOutcome, Job, JobState, LeasedJob, NewJob, QueueCounts};
+use crate::model::{
+    Attempt, AttemptOutcome, DeadKindCount, Job, JobState, LeasedJob, NewJob, QueueCounts,
+};
 use crate::pg_notifier::{PgNotifier, CHANNEL};
 use crate::queue::JobQueue;
 use crate::retry_policy::{Exhausted, RetryPolicy};
@@ -454,7 +456,7 @@ impl JobQueue for SqlJobQueue {
             (Next::RetryAt(at), Some(JobState::Available))
         } else {
             match policy.on_exhausted {
-                Exhausted::DeadLetter => (Next::Dead, Some(JobState::Dead)),
+                Exhausted::DeadLetter | Exhausted::Alert => (Next::Dead, Some(JobState::Dead)),
                 Exhausted::Discard => (Next::Discard, None),
             }
         };
@@ -539,6 +541,24 @@ impl JobQueue for SqlJobQueue {
             .rows_affected();
         tx.commit().await?;
         Ok(deleted > 0)
+    }
+
+    async fn dead_counts_by_kind(&self) -> Result<Vec<DeadKindCount>, JobError> {
+        let rows = query(
+            "SELECT queue, kind, COUNT(*) AS jobs FROM jobs WHERE state = 'dead' \
+             GROUP BY queue, kind ORDER BY queue, kind",
+        )
+        .fetch_all(self.db.consistent_reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeadKindCount {
+                    queue: row.try_get("queue")?,
+                    kind: row.try_get("kind")?,
+                    dead: u64::try_from(row.try_get::<i64, _>("jobs")?).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {

@@ -40,7 +40,7 @@ impl Application {
             .await
             .context("cannot open the database")?;
         db.migrate().await.context("cannot migrate the database")?;
-        let state = ShopState::new(db.clone(), config).context("cannot build the shop")?;
+        let state = crate::shop_state::build(&db, config)?;
         let router = http_stack(
             loadstar_shop::router(state.clone()).merge(ops_routes::router(db.clone())),
             config,

@@ -4,7 +4,6 @@
 use anyhow::Context;
 use loadstar_core::config::Config;
 use loadstar_jobs::WorkerPool;
-use loadstar_shop::ShopState;
 use loadstar_store::Database;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +40,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         .await
         .context("cannot open the database")?;
     db.migrate().await.context("cannot migrate the database")?;
-    let state = ShopState::new(db.clone(), config).context("cannot build the shop")?;
+    let state = crate::shop_state::build(&db, config)?;
     let pools = spawn_pools(
         loadstar_shop::order_pipeline::worker_pools(&state, config),
         &shutdown,

@@ -32,6 +32,16 @@ pub struct ShopContext {
 impl ShopState {
     /// Wires the shop to `db` with sessions in the same database.
     pub fn new(db: Database, config: &Config) -> Result<Self, ShopError> {
+        Self::with_job_queue(db, config, |queue| queue)
+    }
+
+    /// Like [`ShopState::new`], with the job queue decorated by `wrap` (the binary adds
+    /// the claim check this way, so the shop needs no object storage of its own).
+    pub fn with_job_queue(
+        db: Database,
+        config: &Config,
+        wrap: impl FnOnce(Arc<dyn JobQueue>) -> Arc<dyn JobQueue>,
+    ) -> Result<Self, ShopError> {
         let sessions: Arc<dyn SessionStore> = Arc::new(SqlSessionStore::new(db.clone()));
         let ids = Arc::new(IdGenerator::new(config.node.id));
         let mut queue = SqlJobQueue::new(db.clone(), Arc::clone(&ids), Arc::new(SystemClock));
@@ -44,7 +54,7 @@ impl ShopState {
                 queue = queue.with_rate_limit(name.clone(), pool.rate_limit_per_sec);
             }
         }
-        let jobs: Arc<dyn JobQueue> = Arc::new(queue);
+        let jobs: Arc<dyn JobQueue> = wrap(Arc::new(queue));
         Ok(Self(Arc::new(ShopContext {
             ids,
             jobs,
