@@ -19,6 +19,9 @@
 //!   it has slots, leases renewed while a handler runs, graceful drain on shutdown.
 //! - [`ClaimCheckQueue`] decorates any backend: payloads over the inline limit go to
 //!   object storage and the job carries a [`ClaimTicket`]; handlers see the real bytes.
+//! - Jobs carry the W3C trace context of whatever enqueued them
+//!   ([`NewJob::with_current_trace`]); a worker runs each handler in a `job` span that
+//!   continues that trace, and jobs a handler enqueues inherit it.
 //! - Time comes from a [`Clock`], so tests move it instead of sleeping.
 //! - Two HTTP routers over any [`JobQueue`], for the server to mount: [`admin_router`]
 //!   (error-queue administration: counts, dead jobs with payloads decoded by the domain's
@@ -35,6 +38,7 @@ mod claim_check;
 mod clock;
 mod error;
 mod job_status_api;
+mod job_trace;
 mod model;
 mod pg_notifier;
 mod queue;

@@ -112,6 +112,15 @@ impl NewJob {
         self.trace_context = Some(traceparent.into());
         self
     }
+
+    /// Carries the trace of the request or job being handled by this task (if any), so
+    /// the job's run continues it.
+    pub fn with_current_trace(mut self) -> Self {
+        if let Some(current) = loadstar_core::trace_context::TraceContext::current() {
+            self.trace_context = Some(current.to_traceparent());
+        }
+        self
+    }
 }
 
 /// A job handed to one worker, valid until `lease_until`.

@@ -183,8 +183,16 @@ impl WorkerPool {
         Ok(())
     }
 
-    /// Runs one job's handler with its lease kept alive, then settles the outcome.
+    /// Runs one job inside its trace (see `job_trace`).
     async fn run_one(&self, job: LeasedJob) {
+        use tracing::Instrument;
+        let trace = crate::job_trace::run_context(&job);
+        let span = crate::job_trace::run_span(&job, &trace);
+        trace.scope(self.run_traced(job)).instrument(span).await
+    }
+
+    /// Runs one job's handler with its lease kept alive, then settles the outcome.
+    async fn run_traced(&self, job: LeasedJob) {
         let started = std::time::Instant::now();
         crate::queue_metrics::started(&job, loadstar_core::Timestamp::now());
         let outcome = match self.handlers.get(&job.kind) {

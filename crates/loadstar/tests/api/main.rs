@@ -15,4 +15,5 @@ mod pipeline;
 mod products;
 mod sessions;
 mod shutdown;
+mod trace_propagation;
 mod users;

@@ -46,13 +46,15 @@ pub fn queues() -> Vec<String> {
         .to_vec()
 }
 
-/// A job carrying `message`, with the attempts its kind is configured for and a unique
-/// key so that enqueuing it twice for the same order yields one job.
+/// A job carrying `message`, with the attempts its kind is configured for, a unique key
+/// so that enqueuing it twice for the same order yields one job, and the trace of the
+/// request or job that enqueues it.
 fn job_for<M: ShopMessage>(state: &ShopState, queue: &str, order_id: i64, message: &M) -> NewJob {
     let policy = state.job_policies.policy(M::KIND);
     NewJob::new(queue, M::KIND, message.encode_to_vec())
         .with_max_attempts(policy.max_attempts)
         .with_unique_key(format!("{}:{order_id}", M::KIND), UNIQUE_WINDOW)
+        .with_current_trace()
 }
 
 async fn enqueue_in(
