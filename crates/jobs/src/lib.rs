@@ -14,7 +14,9 @@
 //!   only after the handler succeeded, and only from the worker holding the lease.
 //! - [`RetryPolicy`] turns a failure into the next attempt (exponential backoff with full
 //!   jitter) or, after the last attempt, into the error queue (state `dead`, with the
-//!   attempt history) or a discard, per job kind.
+//!   attempt history), a discard, or an alert (error queue plus an [`Alert`]), per job
+//!   kind. The [`Alerter`] logs alerts and enqueues them as signed [`ALERT_WEBHOOK`] jobs;
+//!   [`DeadLetterWatch`] alerts when a kind's error queue reaches its threshold.
 //! - [`WorkerPool`] runs [`JobHandler`]s for the kinds it knows: as many jobs at once as
 //!   it has slots, leases renewed while a handler runs, graceful drain on shutdown.
 //! - [`ClaimCheckQueue`] decorates any backend: payloads over the inline limit go to
@@ -32,10 +34,12 @@
 //!   them for the served OpenAPI document.
 
 mod admin_api;
+mod alerting;
 mod api_error;
 mod api_input;
 mod claim_check;
 mod clock;
+mod dead_letter_watch;
 mod error;
 mod job_status_api;
 mod job_trace;
@@ -45,6 +49,7 @@ mod queue;
 pub mod queue_metrics;
 mod retry_policy;
 mod sql_queue;
+mod webhook_signature;
 mod worker;
 
 pub use admin_api::{
@@ -52,9 +57,11 @@ pub use admin_api::{
     JobsAdminApi, PayloadDecoder, QueueSummary, QueueSummaryList, RetryAllRequest, RetryAllResult,
     MAX_RETRIED_PER_CALL,
 };
+pub use alerting::{Alert, AlertWebhook, Alerter, ALERTS_QUEUE, ALERT_WEBHOOK};
 pub use api_error::JobApiError;
 pub use claim_check::{ClaimCheckQueue, ClaimTicket, DEFAULT_INLINE_LIMIT, TICKET_MAGIC};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use dead_letter_watch::{DeadLetterWatch, DEAD_BY_KIND_GAUGE};
 pub use error::JobError;
 pub use job_status_api::{job_status_router, JobStateView, JobStatus, JobStatusApi};
 pub use model::{
@@ -63,4 +70,5 @@ pub use model::{
 pub use queue::JobQueue;
 pub use retry_policy::{Exhausted, RetryPolicy};
 pub use sql_queue::{SqlJobQueue, MAX_INLINE_PAYLOAD};
+pub use webhook_signature::webhook_signature;
 pub use worker::{HandlerError, JobHandler, PoolSettings, WorkerPool};

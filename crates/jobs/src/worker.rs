@@ -76,6 +76,8 @@ pub struct WorkerPool {
     handlers: HashMap<String, Arc<dyn JobHandler>>,
     policies: HashMap<String, RetryPolicy>,
     worker_id: String,
+    /// Raises the alert of an `Exhausted::Alert` job; without one, the alert is only logged.
+    alerter: Option<crate::alerting::Alerter>,
 }
 
 impl WorkerPool {
@@ -92,6 +94,7 @@ impl WorkerPool {
             handlers: HashMap::new(),
             policies: HashMap::new(),
             worker_id,
+            alerter: None,
         }
     }
 
@@ -105,6 +108,12 @@ impl WorkerPool {
         let kind = kind.into();
         self.policies.insert(kind.clone(), policy);
         self.handlers.insert(kind, handler);
+        self
+    }
+
+    /// Sends the alerts of jobs whose policy is `Exhausted::Alert` through `alerter`.
+    pub fn with_alerter(mut self, alerter: crate::alerting::Alerter) -> Self {
+        self.alerter = Some(alerter);
         self
     }
 
@@ -216,6 +225,11 @@ impl WorkerPool {
                 match self.queue.fail(&job, &error.message, &policy).await {
                     Ok(state) => {
                         tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, error = %error, next = ?state, "job failed");
+                        if state == Some(crate::model::JobState::Dead)
+                            && policy.on_exhausted == crate::retry_policy::Exhausted::Alert
+                        {
+                            self.raise_exhausted(&job, &error.message).await;
+                        }
                         next_state = Ok(state);
                         Ok(Some(()))
                     }
@@ -236,6 +250,14 @@ impl WorkerPool {
             Err(error) => {
                 tracing::error!(job_id = %job.id, kind = %job.kind, error = %error, "could not record the job's outcome; it will be redelivered")
             }
+        }
+    }
+
+    async fn raise_exhausted(&self, job: &LeasedJob, error: &str) {
+        let alert = crate::alerting::Alert::job_exhausted(job, error);
+        match &self.alerter {
+            Some(alerter) => alerter.raise(&alert).await,
+            None => crate::alerting::log(&alert),
         }
     }
 
