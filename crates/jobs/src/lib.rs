@@ -24,6 +24,9 @@
 //! - Jobs carry the W3C trace context of whatever enqueued them
 //!   ([`NewJob::with_current_trace`]); a worker runs each handler in a `job` span that
 //!   continues that trace, and jobs a handler enqueues inherit it.
+//! - Message patterns beyond fire-and-forget: [`Topics`] (publish/subscribe: one copy per
+//!   subscribed queue, in the publisher's transaction, deduped by event id) and [`Routes`]
+//!   (a routing key selects exactly one queue; an unknown key is an error).
 //! - Time comes from a [`Clock`], so tests move it instead of sleeping.
 //! - Two HTTP routers over any [`JobQueue`], for the server to mount: [`admin_router`]
 //!   (error-queue administration: counts, dead jobs with payloads decoded by the domain's
@@ -48,7 +51,9 @@ mod pg_notifier;
 mod queue;
 pub mod queue_metrics;
 mod retry_policy;
+mod routes;
 mod sql_queue;
+mod topics;
 mod webhook_signature;
 mod worker;
 
@@ -69,6 +74,8 @@ pub use model::{
 };
 pub use queue::JobQueue;
 pub use retry_policy::{Exhausted, RetryPolicy};
+pub use routes::Routes;
 pub use sql_queue::{SqlJobQueue, MAX_INLINE_PAYLOAD};
+pub use topics::{Subscription, TopicError, Topics};
 pub use webhook_signature::webhook_signature;
 pub use worker::{HandlerError, JobHandler, PoolSettings, WorkerPool};

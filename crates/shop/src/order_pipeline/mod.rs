@@ -135,6 +135,8 @@ pub(crate) struct PipelineContext {
     /// Shared by every charge in this process: a failing provider is left alone.
     pub payments_breaker: CircuitBreaker,
     pub signing_secret: String,
+    /// Publish/subscribe topics: `order.paid`'s built-in subscribers plus `[jobs.topics]`.
+    pub topics: loadstar_jobs::Topics,
 }
 
 impl PipelineContext {
@@ -150,6 +152,8 @@ impl PipelineContext {
                 Duration::from_secs(config.payments.breaker_open_secs),
             ),
             signing_secret: config.notifications.signing_secret.clone(),
+            topics: fan_out::order_paid_topic()
+                .merge(loadstar_jobs::Topics::from_config(&config.jobs.topics)),
         }
     }
 }
