@@ -30,9 +30,7 @@ async fn receiver() -> (String, Received) {
     (url, received)
 }
 
-async fn a_charge_with_the_alert_policy_that_fails_for_good_sends_a_signed_alert(
-    backend: Backend,
-) {
+async fn a_charge_with_the_alert_policy_that_fails_for_good_sends_a_signed_alert(backend: Backend) {
     let (url, received) = receiver().await;
     let provider = TestPaymentProvider::start().await;
     provider.set_failure_rate(1.0).await;
