@@ -6,8 +6,9 @@
 //!
 //! - [`JobQueue`] is the trait every backend implements; [`SqlJobQueue`] is the backend
 //!   for SQLite (the embedded default, in the domain's database file) and PostgreSQL
-//!   (`FOR UPDATE SKIP LOCKED`). One conformance suite (`tests/conformance.rs`) runs the
-//!   same cases against each.
+//!   (`FOR UPDATE SKIP LOCKED`); [`RabbitJobQueue`] delivers through RabbitMQ with its
+//!   ledger in the same tables. [`configured_queue`] picks one from `[queue]`. One
+//!   conformance suite (`tests/conformance.rs`) runs the same cases against each.
 //! - Delivery is leased: [`JobQueue::fetch`] hands a job to one worker until its lease
 //!   expires; [`JobQueue::heartbeat`] extends it; a worker that dies simply lets it
 //!   expire and the job is delivered again. Acknowledgement ([`JobQueue::complete`]) comes
@@ -30,6 +31,7 @@ mod admin_api;
 mod api_error;
 mod api_input;
 mod clock;
+mod configured_queue;
 mod error;
 mod job_status_api;
 mod model;
@@ -48,6 +50,7 @@ pub use admin_api::{
 };
 pub use api_error::JobApiError;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use configured_queue::configured_queue;
 pub use error::JobError;
 pub use job_status_api::{job_status_router, JobStateView, JobStatus, JobStatusApi};
 pub use model::{Attempt, AttemptOutcome, Job, JobState, LeasedJob, NewJob, QueueCounts};
