@@ -22,7 +22,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub(crate) struct Topology {
     prefix: String,
-    /// Delete queues unused for this long (tests; `None` in production).
+    /// Delete queues unused for this long, and exchanges with their last queue (tests;
+    /// `None` in production).
     idle_queue_expiry: Option<Duration>,
 }
 
@@ -56,6 +57,8 @@ impl Topology {
     pub(crate) async fn declare_shared(&self, channel: &Channel) -> Result<(), JobError> {
         let durable = ExchangeDeclareOptions {
             durable: true,
+            // With expiring queues (tests), exchanges go with their last binding too.
+            auto_delete: self.idle_queue_expiry.is_some(),
             ..ExchangeDeclareOptions::default()
         };
         channel
