@@ -29,6 +29,7 @@ pub struct Config {
     /// Worker pools by name; none configured means one pool, `default`, on every queue.
     pub workers: BTreeMap<String, WorkerPoolConfig>,
     pub jobs: JobsConfig,
+    pub queue: QueueConfig,
     pub payments: PaymentsConfig,
     pub orders: OrdersConfig,
     pub notifications: NotificationsConfig,
@@ -46,6 +47,7 @@ impl Default for Config {
             log: LogConfig::default(),
             workers: BTreeMap::new(),
             jobs: JobsConfig::default(),
+            queue: QueueConfig::default(),
             payments: PaymentsConfig::default(),
             orders: OrdersConfig::default(),
             notifications: NotificationsConfig::default(),
@@ -273,6 +275,45 @@ pub struct TopicConfig {
     pub queues: Vec<String>,
 }
 
+/// Which engine carries the jobs (`[queue]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// `sqlite`, `postgres` or `rabbitmq`. Unset: the engine of `[database]`, in the same
+    /// database as the domain. `rabbitmq` keeps the job ledger (state, history, error
+    /// queue) in that database too, and delivers through the broker.
+    pub backend: Option<QueueBackend>,
+    /// The broker for `backend = "rabbitmq"`: `amqp://user:pass@host:5672/%2f`
+    /// (`?heartbeat=10` detects a dead broker sooner); printed redacted.
+    #[serde(serialize_with = "serialize_redacted_url")]
+    pub rabbitmq_url: String,
+    /// Prefix of every exchange and queue name on the broker.
+    pub rabbitmq_prefix: String,
+    /// Unacknowledged messages per queue per process: jobs running plus those waiting
+    /// for a free worker slot. At least the largest pool's concurrency.
+    pub rabbitmq_prefetch: u16,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            backend: None,
+            rabbitmq_url: String::new(),
+            rabbitmq_prefix: "loadstar".to_owned(),
+            rabbitmq_prefetch: 64,
+        }
+    }
+}
+
+/// A job queue engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    Sqlite,
+    Postgres,
+    Rabbitmq,
+}
+
 /// Retry rules of one job kind.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -415,6 +456,30 @@ impl Config {
         {
             return Err(ConfigError::Rule(
                 "jobs.inline_payload_limit_bytes must be between 1 and 262144".to_owned(),
+            ));
+        }
+        let on_postgres = self.database.url.starts_with("postgres");
+        match self.queue.backend {
+            Some(QueueBackend::Sqlite) if on_postgres => {
+                return Err(ConfigError::Rule(
+                    "queue.backend = \"sqlite\" needs an SQLite database.url".to_owned(),
+                ))
+            }
+            Some(QueueBackend::Postgres) if !on_postgres => {
+                return Err(ConfigError::Rule(
+                    "queue.backend = \"postgres\" needs a postgres:// database.url".to_owned(),
+                ))
+            }
+            Some(QueueBackend::Rabbitmq) if self.queue.rabbitmq_url.is_empty() => {
+                return Err(ConfigError::Rule(
+                    "queue.backend = \"rabbitmq\" needs queue.rabbitmq_url".to_owned(),
+                ))
+            }
+            _ => {}
+        }
+        if self.queue.rabbitmq_prefetch == 0 {
+            return Err(ConfigError::Rule(
+                "queue.rabbitmq_prefetch must be at least 1".to_owned(),
             ));
         }
         if self.server.body_limit_bytes == 0 {

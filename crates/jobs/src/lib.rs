@@ -6,8 +6,9 @@
 //!
 //! - [`JobQueue`] is the trait every backend implements; [`SqlJobQueue`] is the backend
 //!   for SQLite (the embedded default, in the domain's database file) and PostgreSQL
-//!   (`FOR UPDATE SKIP LOCKED`). One conformance suite (`tests/conformance.rs`) runs the
-//!   same cases against each.
+//!   (`FOR UPDATE SKIP LOCKED`); [`RabbitJobQueue`] delivers through RabbitMQ with its
+//!   ledger in the same tables. [`configured_queue`] picks one from `[queue]`. One
+//!   conformance suite (`tests/conformance.rs`) runs the same cases against each.
 //! - Delivery is leased: [`JobQueue::fetch`] hands a job to one worker until its lease
 //!   expires; [`JobQueue::heartbeat`] extends it; a worker that dies simply lets it
 //!   expire and the job is delivered again. Acknowledgement ([`JobQueue::complete`]) comes
@@ -42,6 +43,7 @@ mod api_error;
 mod api_input;
 mod claim_check;
 mod clock;
+mod configured_queue;
 mod dead_letter_watch;
 mod error;
 mod job_status_api;
@@ -50,6 +52,7 @@ mod model;
 mod pg_notifier;
 mod queue;
 pub mod queue_metrics;
+mod rabbit;
 mod retry_policy;
 mod routes;
 mod sql_queue;
@@ -66,6 +69,7 @@ pub use alerting::{Alert, AlertWebhook, Alerter, ALERTS_QUEUE, ALERT_WEBHOOK};
 pub use api_error::JobApiError;
 pub use claim_check::{ClaimCheckQueue, ClaimTicket, DEFAULT_INLINE_LIMIT, TICKET_MAGIC};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use configured_queue::configured_queue;
 pub use dead_letter_watch::{DeadLetterWatch, DEAD_BY_KIND_GAUGE};
 pub use error::JobError;
 pub use job_status_api::{job_status_router, JobStateView, JobStatus, JobStatusApi};
@@ -73,6 +77,7 @@ pub use model::{
     Attempt, AttemptOutcome, DeadKindCount, Job, JobState, LeasedJob, NewJob, QueueCounts,
 };
 pub use queue::JobQueue;
+pub use rabbit::{RabbitJobQueue, RabbitSettings};
 pub use retry_policy::{Exhausted, RetryPolicy};
 pub use routes::Routes;
 pub use sql_queue::{SqlJobQueue, MAX_INLINE_PAYLOAD};

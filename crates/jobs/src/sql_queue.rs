@@ -26,7 +26,8 @@ pub const MAX_INLINE_PAYLOAD: usize = 256 * 1024;
 
 const JOB_COLUMNS: &str = "id, queue, kind, payload, priority, state, run_at, attempt, \
     max_attempts, last_error, created_at, finished_at";
-const LEASED_COLUMNS: &str = "id, queue, kind, payload, attempt, max_attempts, lease_until, \
+pub(crate) const LEASED_COLUMNS: &str =
+    "id, queue, kind, payload, attempt, max_attempts, lease_until, \
     worker, created_at, run_at, trace_context";
 
 /// [`JobQueue`] on a [`Database`].
@@ -62,7 +63,7 @@ impl SqlJobQueue {
     /// How many more jobs of `queue` may start now under its rate limit (`limit` if it
     /// has none). On PostgreSQL a transaction-scoped advisory lock per queue makes the
     /// count and the fetch that follows atomic across processes.
-    async fn rate_allowance(
+    pub(crate) async fn rate_allowance(
         &self,
         tx: &mut Transaction<'static, Any>,
         queue: &str,
@@ -90,11 +91,29 @@ impl SqlJobQueue {
     }
 
     /// `FOR UPDATE SKIP LOCKED` where the engine has it.
-    fn row_locking(&self) -> &'static str {
+    pub(crate) fn row_locking(&self) -> &'static str {
         match self.db.backend() {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         }
+    }
+
+    /// The database holding the jobs (the ledger other backends build on).
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The time source every statement uses.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// [`SqlJobQueue::sweep`] in its own transaction.
+    pub(crate) async fn sweep_queue(&self, queue: &str) -> Result<(), JobError> {
+        let mut tx = self.db.writer().begin().await?;
+        self.sweep(&mut tx, queue, self.clock.now()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Expired leases back to available (or dead after the last attempt), each recorded
@@ -272,7 +291,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job, JobError> {
     })
 }
 
-fn leased_from_row(row: &AnyRow) -> Result<LeasedJob, JobError> {
+pub(crate) fn leased_from_row(row: &AnyRow) -> Result<LeasedJob, JobError> {
     Ok(LeasedJob {
         id: Id::from_i64(row.try_get("id")?),
         queue: row.try_get("queue")?,

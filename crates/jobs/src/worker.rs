@@ -286,7 +286,7 @@ impl WorkerPool {
 }
 
 /// The next queue name pushed by the backend; pending forever without a channel.
-async fn next_wake_up(
+pub(crate) async fn next_wake_up(
     wake_ups: &mut Option<tokio::sync::broadcast::Receiver<String>>,
 ) -> Option<String> {
     match wake_ups {
