@@ -1,15 +1,19 @@
-//! The claim check over the SQL queue on every database, with a real local object store:
-//! big payloads leave the row, come back whole, and their objects go once jobs settle.
+//! The claim check over every backend (the SQL queue on SQLite and PostgreSQL, and the
+//! RabbitMQ queue when `LOADSTAR_TEST_RABBITMQ_URL` names a broker), with a real local
+//! object store: big payloads leave the row, come back whole, and their objects go once
+//! jobs settle. A broker delivers asynchronously, so fetches poll with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use loadstar_core::IdGenerator;
 use loadstar_jobs::{
-    ClaimCheckQueue, ClaimTicket, Exhausted, JobQueue, JobState, ManualClock, NewJob, RetryPolicy,
-    SqlJobQueue, DEFAULT_INLINE_LIMIT, TICKET_MAGIC,
+    ClaimCheckQueue, ClaimTicket, Exhausted, JobQueue, JobState, LeasedJob, ManualClock, NewJob,
+    RabbitJobQueue, RabbitSettings, RetryPolicy, SqlJobQueue, DEFAULT_INLINE_LIMIT, TICKET_MAGIC,
 };
 use loadstar_store::object_store::path::Path as ObjectPath;
 use loadstar_store::object_store::{ObjectStore, ObjectStoreExt};
 use loadstar_store::sql::{query, Row};
+use loadstar_store::test_support::fresh_database;
+use loadstar_store::Backend;
 use loadstar_store::Database;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,18 +35,45 @@ impl Drop for Fixture {
     }
 }
 
-async fn claim_check_fixture(db: Database) -> Fixture {
-    let clock = Arc::new(ManualClock::new());
-    let sql = SqlJobQueue::new(db.clone(), Arc::new(IdGenerator::new(1)), clock.clone());
+fn claim_checked(inner: Arc<dyn JobQueue>, clock: Arc<ManualClock>, db: Database) -> Fixture {
     let objects_dir = loadstar_store::test_support::scratch_dir("objects");
     let store = loadstar_store::object_storage::local_directory(&objects_dir).unwrap();
     Fixture {
-        queue: ClaimCheckQueue::new(Arc::new(sql), Arc::clone(&store), DEFAULT_INLINE_LIMIT),
+        queue: ClaimCheckQueue::new(inner, Arc::clone(&store), DEFAULT_INLINE_LIMIT),
         store,
         clock,
         db,
         objects_dir,
     }
+}
+
+async fn claim_check_fixture(db: Database) -> Fixture {
+    let clock = Arc::new(ManualClock::new());
+    let sql = SqlJobQueue::new(db.clone(), Arc::new(IdGenerator::new(1)), clock.clone());
+    claim_checked(Arc::new(sql), clock, db)
+}
+
+/// The broker named by `LOADSTAR_TEST_RABBITMQ_URL`, its ledger in a fresh database.
+async fn rabbitmq_fixture() -> Option<Fixture> {
+    let Ok(url) = std::env::var("LOADSTAR_TEST_RABBITMQ_URL") else {
+        eprintln!("LOADSTAR_TEST_RABBITMQ_URL is not set: RabbitMQ variant not run");
+        return None;
+    };
+    let db = match fresh_database(Backend::Postgres).await {
+        Some(db) => db,
+        None => fresh_database(Backend::Sqlite).await.unwrap(),
+    };
+    let clock = Arc::new(ManualClock::new());
+    let ledger = SqlJobQueue::new(db.clone(), Arc::new(IdGenerator::new(1)), clock.clone());
+    let settings = RabbitSettings {
+        prefix: format!("loadstar-test-{:016x}", rand::random::<u64>()),
+        prefetch: 100,
+        fetch_wait: Duration::from_millis(300),
+        idle_queue_expiry: Some(Duration::from_secs(60)),
+        ..RabbitSettings::new(url)
+    };
+    let queue: Arc<dyn JobQueue> = Arc::new(RabbitJobQueue::start(ledger, settings));
+    Some(claim_checked(queue, clock, db))
 }
 
 /// A payload no two tests share and no compression would shrink to nothing.
@@ -51,6 +82,27 @@ fn big_payload(size: usize) -> Vec<u8> {
 }
 
 impl Fixture {
+    /// Fetches from "default" until exactly `n` jobs came, failing after a deadline.
+    async fn fetch_expecting(&self, worker: &str, n: usize) -> Vec<LeasedJob> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut got = Vec::new();
+        while got.len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expected {n} jobs, got {}",
+                got.len()
+            );
+            let room = u32::try_from(n - got.len()).unwrap();
+            got.extend(
+                self.queue
+                    .fetch("default", worker, LEASE, room)
+                    .await
+                    .unwrap(),
+            );
+        }
+        got
+    }
+
     async fn stored_payload(&self, id: loadstar_core::Id) -> Vec<u8> {
         query("SELECT payload FROM jobs WHERE id = $1")
             .bind(id.as_i64())
@@ -96,8 +148,7 @@ async fn a_one_mebibyte_payload_round_trips_and_the_row_holds_only_a_ticket(f: F
     assert!(ticket.path.starts_with("jobs/claims/"));
     assert!(f.object_exists(&ticket).await);
 
-    let leased = f.queue.fetch("default", "w1", LEASE, 10).await.unwrap();
-    assert_eq!(leased.len(), 1);
+    let leased = f.fetch_expecting("w1", 1).await;
     assert!(
         leased[0].payload == payload,
         "the handler sees the real bytes"
@@ -116,7 +167,7 @@ async fn small_payloads_stay_inline(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(f.stored_payload(id).await, b"tiny");
-    let leased = f.queue.fetch("default", "w1", LEASE, 10).await.unwrap();
+    let leased = f.fetch_expecting("w1", 1).await;
     assert_eq!(leased[0].payload, b"tiny");
 }
 
@@ -129,7 +180,7 @@ async fn a_payload_that_looks_like_a_ticket_is_claim_checked_so_it_cannot_be_mis
         .await
         .unwrap();
     assert_eq!(f.ticket_of(id).await.size, payload.len() as u64);
-    let leased = f.queue.fetch("default", "w1", LEASE, 10).await.unwrap();
+    let leased = f.fetch_expecting("w1", 1).await;
     assert_eq!(leased[0].payload, payload);
 }
 
@@ -141,7 +192,7 @@ async fn a_dead_job_shows_its_payload_resolved_and_discarding_it_removes_the_obj
         .await
         .unwrap();
     let ticket = f.ticket_of(id).await;
-    let leased = f.queue.fetch("default", "w1", LEASE, 1).await.unwrap();
+    let leased = f.fetch_expecting("w1", 1).await;
     let state = f
         .queue
         .fail(&leased[0], "boom", &RetryPolicy::default())
@@ -172,7 +223,7 @@ async fn a_discarded_job_removes_its_object(f: Fixture) {
         .await
         .unwrap();
     let ticket = f.ticket_of(id).await;
-    let leased = f.queue.fetch("default", "w1", LEASE, 1).await.unwrap();
+    let leased = f.fetch_expecting("w1", 1).await;
     let discard = RetryPolicy {
         on_exhausted: Exhausted::Discard,
         ..RetryPolicy::default()
@@ -192,10 +243,9 @@ async fn a_worker_that_lost_its_lease_does_not_delete_the_payload_the_next_one_n
         .await
         .unwrap();
     let ticket = f.ticket_of(id).await;
-    let first = f.queue.fetch("default", "w1", LEASE, 1).await.unwrap();
+    let first = f.fetch_expecting("w1", 1).await;
     f.clock.advance(LEASE + Duration::from_secs(1));
-    let second = f.queue.fetch("default", "w2", LEASE, 1).await.unwrap();
-    assert_eq!(second.len(), 1);
+    let second = f.fetch_expecting("w2", 1).await;
 
     assert!(!f.queue.complete(&first[0]).await.unwrap());
     assert!(f.object_exists(&ticket).await);
@@ -215,20 +265,42 @@ async fn a_job_whose_object_vanished_fails_its_attempt_instead_of_reaching_the_h
         .delete(&ObjectPath::from(ticket.path.as_str()))
         .await
         .unwrap();
-    assert!(f
-        .queue
-        .fetch("default", "w1", LEASE, 1)
-        .await
-        .unwrap()
-        .is_empty());
-    let job = f.queue.get(id).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Dead);
+    // Every fetch that meets the job fails its attempt; it never reaches a handler.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let job = loop {
+        assert!(f
+            .queue
+            .fetch("default", "w1", LEASE, 1)
+            .await
+            .unwrap()
+            .is_empty());
+        let job = f.queue.get(id).await.unwrap().unwrap();
+        if job.state == JobState::Dead {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job never died");
+    };
     assert!(job.last_error.unwrap().contains("missing"));
 }
 
-loadstar_store::on_every_database!(
-    claim_check_fixture;
+/// Runs each case on every database and, with a broker, on RabbitMQ.
+macro_rules! on_every_backend {
+    ($($case:ident),+ $(,)?) => {
+        loadstar_store::on_every_database!(claim_check_fixture; $($case),+);
+        mod rabbitmq {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(fixture) = super::rabbitmq_fixture().await {
+                        super::$case(fixture).await;
+                    }
+                }
+            )+
+        }
+    };
+}
 
+on_every_backend!(
     a_one_mebibyte_payload_round_trips_and_the_row_holds_only_a_ticket,
     small_payloads_stay_inline,
     a_payload_that_looks_like_a_ticket_is_claim_checked_so_it_cannot_be_mistaken,
