@@ -107,7 +107,8 @@ impl Default for DatabaseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Empty: a local directory, `<data_dir>/objects`. `file:///absolute/path` for another
-    /// local directory. (S3-compatible stores are not built in yet.)
+    /// local directory. `s3://bucket` for an S3-compatible store (binaries built with the
+    /// `s3` feature; credentials and endpoint from the `AWS_*` environment variables).
     #[serde(serialize_with = "serialize_redacted_url")]
     pub url: String,
 }

@@ -2,7 +2,8 @@
 //!
 //! Everything above this module talks to [`object_store::ObjectStore`], so a local
 //! directory (the embedded default) and an S3-compatible store are one code path; this
-//! module only turns `[storage] url` into a store.
+//! module only turns `[storage] url` into a store. S3 is built only with the `s3` cargo
+//! feature (signing and TLS with ring).
 
 use crate::error::StoreError;
 use object_store::local::LocalFileSystem;
@@ -24,13 +25,36 @@ pub fn open(
         default_local_dir(data_dir)
     } else if let Some(path) = config.url.strip_prefix("file://") {
         PathBuf::from(path)
+    } else if config.url.starts_with("s3://") {
+        return s3(&config.url);
     } else {
         return Err(StoreError::Config(
-            "storage.url must be empty or file:///absolute/path; this build has no S3 support"
-                .to_owned(),
+            "storage.url must be empty, file:///absolute/path or s3://bucket".to_owned(),
         ));
     };
     local_directory(&directory)
+}
+
+/// An S3-compatible bucket: `s3://bucket`, with credentials, region and endpoint from the
+/// standard `AWS_*` environment variables (`AWS_ENDPOINT`, `AWS_ALLOW_HTTP=true` for a
+/// plain-HTTP endpoint such as a local MinIO).
+#[cfg(feature = "s3")]
+fn s3(url: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    // TLS comes from rustls with ring (aws-lc-rs would need cmake); installing it twice
+    // is harmless, the first one stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store = object_store::aws::AmazonS3Builder::from_env()
+        .with_url(url)
+        .build()
+        .map_err(|error| StoreError::Config(format!("object storage: {error}")))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3(_url: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    Err(StoreError::Config(
+        "storage.url names S3, but this build has no S3 support (cargo feature `s3`)".to_owned(),
+    ))
 }
 
 /// A store in `directory` (created if missing).
@@ -64,7 +88,7 @@ mod tests {
     #[test]
     fn an_unsupported_url_is_a_configuration_error() {
         let config = StorageConfig {
-            url: "s3://bucket".to_owned(),
+            url: "ftp://bucket".to_owned(),
         };
         assert!(matches!(
             open(&config, Path::new("unused")),
