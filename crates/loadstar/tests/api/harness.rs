@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// Jobs on the RabbitMQ broker of `LOADSTAR_TEST_RABBITMQ_URL`, their ledger on
+    /// PostgreSQL when configured, else SQLite.
+    RabbitMq,
 }
 
 /// A running application and a client for it.
@@ -379,6 +382,20 @@ pub async fn spawn_app_with_workers(
     if backend == Backend::Postgres {
         config.database.url = loadstar_store::test_support::fresh_postgres_url().await?;
         config.database.max_connections = 8;
+    }
+    if backend == Backend::RabbitMq {
+        let Ok(broker) = std::env::var("LOADSTAR_TEST_RABBITMQ_URL") else {
+            eprintln!("LOADSTAR_TEST_RABBITMQ_URL is not set: RabbitMQ variant not run");
+            return None;
+        };
+        if let Some(url) = loadstar_store::test_support::fresh_postgres_url().await {
+            config.database.url = url;
+            config.database.max_connections = 8;
+        }
+        config.queue.backend = Some(loadstar_core::config::QueueBackend::Rabbitmq);
+        config.queue.rabbitmq_url = broker;
+        config.queue.rabbitmq_prefix = format!("loadstar-test-{}", random_suffix());
+        config.queue.rabbitmq_idle_queue_expiry_secs = 60;
     }
     config.payments.url = provider.url.clone();
     config.jobs.poll_interval_ms = 10;

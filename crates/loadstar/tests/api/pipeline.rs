@@ -315,6 +315,14 @@ macro_rules! pipeline_tests {
                 }
             )+
         }
+        mod rabbitmq {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(crate::harness::Backend::RabbitMq).await;
+                }
+            )+
+        }
     };
 }
 
