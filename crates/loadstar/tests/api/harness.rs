@@ -68,6 +68,40 @@ macro_rules! on_every_backend {
     };
 }
 
+/// Runs each named `async fn(Backend)` as `sqlite::<name>`, `postgres::<name>` and
+/// `rabbitmq::<name>`: for tests of the job system, whose queue may be any of the three.
+/// Each test spawns its own app (e.g. with [`spawn_app_with_workers`]), which passes
+/// trivially (saying so) for a backend that is not configured.
+#[macro_export]
+macro_rules! on_every_queue_backend {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Postgres).await;
+                }
+            )+
+        }
+        mod rabbitmq {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::RabbitMq).await;
+                }
+            )+
+        }
+    };
+}
+
 fn random_suffix() -> String {
     let n: u64 = rand::thread_rng().gen();
     format!("{n:016x}")
