@@ -293,6 +293,9 @@ pub struct QueueConfig {
     /// Unacknowledged messages per queue per process: jobs running plus those waiting
     /// for a free worker slot. At least the largest pool's concurrency.
     pub rabbitmq_prefetch: u16,
+    /// Let the broker delete job queues nobody used for this long (0: keep them). For
+    /// short-lived deployments sharing a broker, such as test runs.
+    pub rabbitmq_idle_queue_expiry_secs: u64,
 }
 
 impl Default for QueueConfig {
@@ -302,6 +305,7 @@ impl Default for QueueConfig {
             rabbitmq_url: String::new(),
             rabbitmq_prefix: "loadstar".to_owned(),
             rabbitmq_prefetch: 64,
+            rabbitmq_idle_queue_expiry_secs: 0,
         }
     }
 }

@@ -34,6 +34,10 @@ pub fn configured_queue(
             let settings = RabbitSettings {
                 prefix: config.queue.rabbitmq_prefix.clone(),
                 prefetch: config.queue.rabbitmq_prefetch,
+                idle_queue_expiry: match config.queue.rabbitmq_idle_queue_expiry_secs {
+                    0 => None,
+                    secs => Some(std::time::Duration::from_secs(secs)),
+                },
                 ..RabbitSettings::new(config.queue.rabbitmq_url.clone())
             };
             tracing::info!(prefix = %settings.prefix, prefetch = settings.prefetch, "job queue: rabbitmq");

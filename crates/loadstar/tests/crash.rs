@@ -107,6 +107,10 @@ async fn orders_are_paid_exactly_once_while_rabbitmq_workers_are_killed_mid_job(
         ("LOADSTAR_QUEUE__BACKEND".to_owned(), "rabbitmq".to_owned()),
         ("LOADSTAR_QUEUE__RABBITMQ_URL".to_owned(), broker),
         ("LOADSTAR_QUEUE__RABBITMQ_PREFIX".to_owned(), prefix),
+        (
+            "LOADSTAR_QUEUE__RABBITMQ_IDLE_QUEUE_EXPIRY_SECS".to_owned(),
+            "60".to_owned(),
+        ),
     ])
     .await;
 }

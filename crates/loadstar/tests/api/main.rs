@@ -13,6 +13,7 @@ mod errors;
 mod ops;
 mod orders;
 mod pipeline;
+mod product_imports;
 mod products;
 mod sessions;
 mod shutdown;

@@ -39,11 +39,16 @@ pub const EVENTS_QUEUE: &str = "events";
 /// How long a follow-up job's unique key dedupes repeats: longer than any retry schedule.
 const UNIQUE_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
-/// Every queue the pipeline uses; the default worker pool serves them all.
+/// Every queue the shop uses; the default worker pool serves them all.
 pub fn queues() -> Vec<String> {
-    [PAYMENTS_QUEUE, ORDERS_QUEUE, EVENTS_QUEUE]
-        .map(str::to_owned)
-        .to_vec()
+    [
+        PAYMENTS_QUEUE,
+        ORDERS_QUEUE,
+        EVENTS_QUEUE,
+        crate::product_imports::CATALOG_QUEUE,
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 /// A job carrying `message`, with the attempts its kind is configured for, a unique key
@@ -121,6 +126,7 @@ pub fn worker_pools(state: &ShopState, config: &Config) -> Vec<WorkerPool> {
             let pool = payment_charge::register(pool, &context, policy);
             let pool = fan_out::register(pool, &context, policy);
             let pool = notification::register(pool, &context, policy);
+            let pool = crate::product_imports::register(pool, state, policy);
             order_expiry::register(pool, &context, policy)
         })
         .collect()
