@@ -87,25 +87,6 @@ async fn a_charge_with_the_alert_policy_that_fails_for_good_sends_a_signed_alert
     assert_eq!(dead["items"][0]["kind"], "payment.charge");
 }
 
-macro_rules! alert_tests {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::harness::Backend::Sqlite).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::harness::Backend::Postgres).await;
-                }
-            )+
-        }
-    };
-}
-
-alert_tests!(a_charge_with_the_alert_policy_that_fails_for_good_sends_a_signed_alert);
+crate::on_every_queue_backend!(
+    a_charge_with_the_alert_policy_that_fails_for_good_sends_a_signed_alert
+);

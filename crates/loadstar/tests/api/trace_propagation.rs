@@ -117,26 +117,9 @@ async fn the_order_requests_trace_reaches_its_charge_and_every_follow_up_job(bac
 }
 
 mod with_workers {
-    macro_rules! traced_pipeline_tests {
-        ($($name:ident),+ $(,)?) => {
-            mod sqlite {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                    async fn $name() {
-                        super::super::$name(crate::harness::Backend::Sqlite).await;
-                    }
-                )+
-            }
-            mod postgres {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                    async fn $name() {
-                        super::super::$name(crate::harness::Backend::Postgres).await;
-                    }
-                )+
-            }
-        };
-    }
+    use super::the_order_requests_trace_reaches_its_charge_and_every_follow_up_job;
 
-    traced_pipeline_tests!(the_order_requests_trace_reaches_its_charge_and_every_follow_up_job);
+    crate::on_every_queue_backend!(
+        the_order_requests_trace_reaches_its_charge_and_every_follow_up_job
+    );
 }

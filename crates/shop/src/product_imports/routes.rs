@@ -66,7 +66,8 @@ pub async fn create_product_import(
         v1::ProductImport::KIND,
         message.encode_to_vec(),
     )
-    .with_max_attempts(policy.max_attempts);
+    .with_max_attempts(policy.max_attempts)
+    .with_current_trace();
     let job_id = state.jobs.enqueue(job).await.map_err(enqueue_failed)?;
     let job = state
         .jobs
