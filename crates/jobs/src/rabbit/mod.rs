@@ -61,7 +61,9 @@ pub struct RabbitSettings {
     /// Unacknowledged messages per queue consumer in this process: running jobs plus the
     /// ones waiting for a free slot. At least the pools' concurrency.
     pub prefetch: u16,
-    /// How long a fetch on an empty queue waits for a message to arrive.
+    /// How long a fetch on an empty queue waits for a message to arrive. Worker pools
+    /// need none (the backend wakes them as messages arrive); a caller that fetches
+    /// right after enqueueing, as tests do, gives the broker this long.
     pub fetch_wait: Duration,
     /// How often the relay looks for due jobs without being woken.
     pub relay_poll: Duration,
@@ -75,7 +77,7 @@ impl RabbitSettings {
             url: url.into(),
             prefix: "loadstar".to_owned(),
             prefetch: 64,
-            fetch_wait: Duration::from_millis(50),
+            fetch_wait: Duration::ZERO,
             relay_poll: Duration::from_millis(100),
             idle_queue_expiry: None,
         }
