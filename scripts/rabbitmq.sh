@@ -13,18 +13,8 @@ readonly PORT=5672
 readonly URL="amqp://guest:guest@${HOST}:${PORT}/%2f"
 readonly READY_TIMEOUT_SECS="${LOADSTAR_RABBITMQ_READY_TIMEOUT:-120}"
 
-log() { printf 'rabbitmq.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-as_root() {
-    if [[ "$(id -u)" -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo -n "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
+# shellcheck source=scripts/service_helpers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/service_helpers.sh"
 
 port_open() { (exec 3<>"/dev/tcp/${HOST}/${PORT}") 2>/dev/null; }
 
@@ -43,11 +33,8 @@ if port_open; then
 fi
 
 if ! command -v rabbitmq-server >/dev/null 2>&1; then
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install RabbitMQ by hand"
-    log "installing rabbitmq-server with apt-get"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update >&2
     # The package's own start attempt fails without systemd; we start it below.
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rabbitmq-server >&2 || true
+    apt_install rabbitmq-server || true
     command -v rabbitmq-server >/dev/null 2>&1 || die "rabbitmq-server did not install"
 fi
 

@@ -8,14 +8,15 @@
 //! backend's fetch wait to prove it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use futures::future::join_all;
 use loadstar_core::IdGenerator;
 use loadstar_jobs::{
     AttemptOutcome, Exhausted, JobError, JobQueue, JobState, LeasedJob, ManualClock, NewJob,
-    RabbitJobQueue, RabbitSettings, RetryPolicy, SqlJobQueue,
+    RabbitJobQueue, RetryPolicy, SqlJobQueue,
 };
-use loadstar_store::test_support::fresh_database;
-use loadstar_store::{Backend, Database};
+use loadstar_store::Database;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,16 +43,8 @@ async fn sql_fixture(db: Database) -> Fixture {
 async fn rabbit_fixture(db: Database, url: String) -> Fixture {
     let clock = Arc::new(ManualClock::new());
     let ledger = SqlJobQueue::new(db.clone(), Arc::new(IdGenerator::new(1)), clock.clone());
-    let settings = RabbitSettings {
-        // Every case on its own exchanges and queues; the broker drops them when idle.
-        prefix: format!("loadstar-test-{:016x}", rand::random::<u64>()),
-        prefetch: 100,
-        fetch_wait: Duration::from_millis(300),
-        idle_queue_expiry: Some(Duration::from_secs(60)),
-        ..RabbitSettings::new(url)
-    };
     Fixture {
-        queue: Arc::new(RabbitJobQueue::start(ledger, settings)),
+        queue: Arc::new(RabbitJobQueue::start(ledger, support::test_settings(url))),
         clock,
         db,
     }
@@ -544,40 +537,11 @@ impl Fixture {
     }
 }
 
-/// The broker named by `LOADSTAR_TEST_RABBITMQ_URL`, with a fresh ledger database.
-async fn rabbitmq_case() -> Option<Fixture> {
-    let Ok(url) = std::env::var("LOADSTAR_TEST_RABBITMQ_URL") else {
-        eprintln!("LOADSTAR_TEST_RABBITMQ_URL is not set: RabbitMQ variant not run");
-        return None;
-    };
-    let db = match fresh_database(Backend::Postgres).await {
-        Some(db) => db,
-        None => fresh_database(Backend::Sqlite).await.unwrap(),
-    };
-    Some(rabbit_fixture(db, url).await)
-}
-
-/// Runs each case on the RabbitMQ backend, as `rabbitmq::<case>`.
-macro_rules! on_rabbitmq {
-    ($($case:ident),+ $(,)?) => {
-        mod rabbitmq {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    if let Some(fixture) = super::rabbitmq_case().await {
-                        super::$case(fixture).await;
-                    }
-                }
-            )+
-        }
-    };
-}
-
 /// The suite: `all` on every backend, `sql_only` on SQLite and PostgreSQL alone.
 macro_rules! conformance_suite {
     (all: [$($case:ident),+ $(,)?], sql_only: [$($sql_case:ident),* $(,)?] $(,)?) => {
         loadstar_store::on_every_database!(sql_fixture; $($sql_case,)* $($case),+);
-        on_rabbitmq!($($case),+);
+        on_rabbitmq!(rabbit_fixture; $($case),+);
     };
 }
 

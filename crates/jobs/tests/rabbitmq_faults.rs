@@ -3,12 +3,13 @@
 //! `LOADSTAR_TEST_RABBITMQ_URL`), so nothing else sharing that broker is disturbed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use loadstar_core::IdGenerator;
 use loadstar_jobs::{
     JobQueue, JobState, LeasedJob, ManualClock, NewJob, RabbitJobQueue, RabbitSettings, SqlJobQueue,
 };
-use loadstar_store::test_support::fresh_database;
-use loadstar_store::{Backend, Database};
+use loadstar_store::Database;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,14 +68,12 @@ struct Setup {
     proxy: Proxy,
     db: Database,
     clock: Arc<ManualClock>,
-    prefix: String,
+    /// Shared by every instance: one deployment, several processes.
+    settings: RabbitSettings,
 }
 
 async fn setup() -> Option<Setup> {
-    let Ok(url) = std::env::var("LOADSTAR_TEST_RABBITMQ_URL") else {
-        eprintln!("LOADSTAR_TEST_RABBITMQ_URL is not set: RabbitMQ fault tests not run");
-        return None;
-    };
+    let url = support::rabbitmq_url()?;
     let parsed = url::Url::parse(&url).unwrap();
     let upstream = format!(
         "{}:{}",
@@ -86,15 +85,11 @@ async fn setup() -> Option<Setup> {
         .unwrap()
         .next()
         .unwrap();
-    let db = match fresh_database(Backend::Postgres).await {
-        Some(db) => db,
-        None => fresh_database(Backend::Sqlite).await.unwrap(),
-    };
     Some(Setup {
         proxy: Proxy::start(upstream).await,
-        db,
+        db: support::ledger_database().await,
         clock: Arc::new(ManualClock::new()),
-        prefix: format!("loadstar-fault-{:016x}", rand::random::<u64>()),
+        settings: support::test_settings(url),
     })
 }
 
@@ -115,11 +110,8 @@ impl Setup {
         RabbitJobQueue::start(
             ledger,
             RabbitSettings {
-                prefix: self.prefix.clone(),
-                prefetch: 100,
-                fetch_wait: Duration::from_millis(200),
-                idle_queue_expiry: Some(Duration::from_secs(60)),
-                ..RabbitSettings::new(url.to_string())
+                url: url.to_string(),
+                ..self.settings.clone()
             },
         )
     }

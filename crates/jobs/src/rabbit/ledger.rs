@@ -80,33 +80,43 @@ pub(crate) async fn mark_dispatched(
     Ok(())
 }
 
-/// Leases job `id` to `worker` if the ledger expects exactly `attempt` next and the job
-/// may start now (due, not expired, not behind an earlier job with its ordering key).
+/// Leases each job of `attempts` (job id, attempt its message delivers) to `worker`, in
+/// one statement, where the ledger expects exactly that attempt next and the job may
+/// start now (due, not expired, not behind an earlier job with its ordering key). Jobs
+/// not leased are absent from the answer.
 pub(crate) async fn lease_delivered(
     tx: &mut Transaction<'static, Any>,
-    id: Id,
-    attempt: u32,
+    attempts: &[(Id, u32)],
     worker: &str,
     lease_until: Timestamp,
     now: Timestamp,
-) -> Result<Option<LeasedJob>, JobError> {
-    let row = query(&format!(
-        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = $3, worker = $4, \
-           started_at = $5, updated_at = $5 \
-         WHERE id = $1 AND state = 'available' AND attempt + 1 = $2 AND run_at <= $5 \
-           AND (expires_at IS NULL OR expires_at > $5) \
-           AND id IN (SELECT j.id FROM jobs j WHERE j.id = $1 \
+) -> Result<Vec<LeasedJob>, JobError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    // $1-$3 as named below, then one (id, attempt) pair per message.
+    let pairs: Vec<String> = (0..attempts.len())
+        .map(|n| format!("(${}, ${})", 4 + 2 * n, 5 + 2 * n))
+        .collect();
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = $1, worker = $2, \
+           started_at = $3, updated_at = $3 \
+         WHERE state = 'available' AND run_at <= $3 AND (expires_at IS NULL OR expires_at > $3) \
+           AND (id, attempt + 1) IN (VALUES {}) \
+           AND id IN (SELECT j.id FROM jobs j WHERE j.state = 'available' \
                       AND (j.ordering_key IS NULL OR NOT {ORDERING_BLOCKED})) \
-         RETURNING {LEASED_COLUMNS}"
-    ))
-    .bind(id.as_i64())
-    .bind(i64::from(attempt))
-    .bind(lease_until.unix_micros())
-    .bind(worker)
-    .bind(now.unix_micros())
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.as_ref().map(leased_from_row).transpose()
+         RETURNING {LEASED_COLUMNS}",
+        pairs.join(", ")
+    );
+    let mut statement = query(&sql)
+        .bind(lease_until.unix_micros())
+        .bind(worker)
+        .bind(now.unix_micros());
+    for (id, attempt) in attempts {
+        statement = statement.bind(id.as_i64()).bind(i64::from(*attempt));
+    }
+    let rows = statement.fetch_all(&mut **tx).await?;
+    rows.iter().map(leased_from_row).collect()
 }
 
 /// A message for `attempt` of job `id` was dropped without leasing it: if the job still

@@ -44,6 +44,7 @@ use broker::Broker;
 use inbox::{Inbox, Received};
 use loadstar_core::{Id, Timestamp};
 use loadstar_store::sql::{Any, Transaction};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, Notify};
@@ -60,7 +61,9 @@ pub struct RabbitSettings {
     /// Unacknowledged messages per queue consumer in this process: running jobs plus the
     /// ones waiting for a free slot. At least the pools' concurrency.
     pub prefetch: u16,
-    /// How long a fetch on an empty queue waits for a message to arrive.
+    /// How long a fetch on an empty queue waits for a message to arrive. Worker pools
+    /// need none (the backend wakes them as messages arrive); a caller that fetches
+    /// right after enqueueing, as tests do, gives the broker this long.
     pub fetch_wait: Duration,
     /// How often the relay looks for due jobs without being woken.
     pub relay_poll: Duration,
@@ -74,7 +77,7 @@ impl RabbitSettings {
             url: url.into(),
             prefix: "loadstar".to_owned(),
             prefetch: 64,
-            fetch_wait: Duration::from_millis(50),
+            fetch_wait: Duration::ZERO,
             relay_poll: Duration::from_millis(100),
             idle_queue_expiry: None,
         }
@@ -133,7 +136,7 @@ impl RabbitJobQueue {
         }
     }
 
-    /// Leases the jobs of `received` in one transaction, within `queue`'s rate limit.
+    /// Leases the jobs of `received` in one statement, within `queue`'s rate limit.
     async fn lease(
         &self,
         queue: &str,
@@ -148,32 +151,34 @@ impl RabbitJobQueue {
             .ledger
             .rate_allowance(&mut tx, queue, now, wanted)
             .await?;
-        let mut outcomes = Vec::with_capacity(received.len());
-        let mut leased = 0;
-        for message in received {
-            if leased >= allowance {
-                outcomes.push(Leasing::NotNow);
-                continue;
-            }
-            let job = ledger::lease_delivered(
-                &mut tx,
-                message.job_id,
-                message.attempt,
-                worker,
-                now.plus(lease),
-                now,
-            )
-            .await?;
-            outcomes.push(match job {
-                Some(job) => {
-                    leased += 1;
-                    Leasing::Leased(job)
-                }
-                None => Leasing::Dropped,
-            });
-        }
+        let allowed = received
+            .len()
+            .min(usize::try_from(allowance).unwrap_or(usize::MAX));
+        let attempts: Vec<(Id, u32)> = received[..allowed]
+            .iter()
+            .map(|message| (message.job_id, message.attempt))
+            .collect();
+        let mut leased: HashMap<Id, LeasedJob> =
+            ledger::lease_delivered(&mut tx, &attempts, worker, now.plus(lease), now)
+                .await?
+                .into_iter()
+                .map(|job| (job.id, job))
+                .collect();
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(received
+            .iter()
+            .enumerate()
+            .map(|(index, message)| match leased.remove(&message.job_id) {
+                Some(job) if job.attempt == message.attempt => Leasing::Leased(job),
+                Some(job) => {
+                    // Two messages for one job: the other attempt's message got it.
+                    leased.insert(job.id, job);
+                    Leasing::Dropped
+                }
+                None if index >= allowed => Leasing::NotNow,
+                None => Leasing::Dropped,
+            })
+            .collect())
     }
 }
 
