@@ -4,16 +4,16 @@
 //! jobs settle. A broker delivers asynchronously, so fetches poll with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use loadstar_core::IdGenerator;
 use loadstar_jobs::{
     ClaimCheckQueue, ClaimTicket, Exhausted, JobQueue, JobState, LeasedJob, ManualClock, NewJob,
-    RabbitJobQueue, RabbitSettings, RetryPolicy, SqlJobQueue, DEFAULT_INLINE_LIMIT, TICKET_MAGIC,
+    RabbitJobQueue, RetryPolicy, SqlJobQueue, DEFAULT_INLINE_LIMIT, TICKET_MAGIC,
 };
 use loadstar_store::object_store::path::Path as ObjectPath;
 use loadstar_store::object_store::{ObjectStore, ObjectStoreExt};
 use loadstar_store::sql::{query, Row};
-use loadstar_store::test_support::fresh_database;
-use loadstar_store::Backend;
 use loadstar_store::Database;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,27 +53,13 @@ async fn claim_check_fixture(db: Database) -> Fixture {
     claim_checked(Arc::new(sql), clock, db)
 }
 
-/// The broker named by `LOADSTAR_TEST_RABBITMQ_URL`, its ledger in a fresh database.
-async fn rabbitmq_fixture() -> Option<Fixture> {
-    let Ok(url) = std::env::var("LOADSTAR_TEST_RABBITMQ_URL") else {
-        eprintln!("LOADSTAR_TEST_RABBITMQ_URL is not set: RabbitMQ variant not run");
-        return None;
-    };
-    let db = match fresh_database(Backend::Postgres).await {
-        Some(db) => db,
-        None => fresh_database(Backend::Sqlite).await.unwrap(),
-    };
+/// The RabbitMQ backend on the test broker, its ledger in `db`.
+async fn rabbitmq_fixture(db: Database, url: String) -> Fixture {
     let clock = Arc::new(ManualClock::new());
     let ledger = SqlJobQueue::new(db.clone(), Arc::new(IdGenerator::new(1)), clock.clone());
-    let settings = RabbitSettings {
-        prefix: format!("loadstar-test-{:016x}", rand::random::<u64>()),
-        prefetch: 100,
-        fetch_wait: Duration::from_millis(300),
-        idle_queue_expiry: Some(Duration::from_secs(60)),
-        ..RabbitSettings::new(url)
-    };
-    let queue: Arc<dyn JobQueue> = Arc::new(RabbitJobQueue::start(ledger, settings));
-    Some(claim_checked(queue, clock, db))
+    let queue: Arc<dyn JobQueue> =
+        Arc::new(RabbitJobQueue::start(ledger, support::test_settings(url)));
+    claim_checked(queue, clock, db)
 }
 
 /// A payload no two tests share and no compression would shrink to nothing.
@@ -287,16 +273,7 @@ async fn a_job_whose_object_vanished_fails_its_attempt_instead_of_reaching_the_h
 macro_rules! on_every_backend {
     ($($case:ident),+ $(,)?) => {
         loadstar_store::on_every_database!(claim_check_fixture; $($case),+);
-        mod rabbitmq {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    if let Some(fixture) = super::rabbitmq_fixture().await {
-                        super::$case(fixture).await;
-                    }
-                }
-            )+
-        }
+        on_rabbitmq!(rabbitmq_fixture; $($case),+);
     };
 }
 
