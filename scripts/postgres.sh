@@ -19,26 +19,8 @@ readonly ADMIN_URL="postgres://postgres@${PG_HOST}:${PG_PORT}/postgres"
 readonly READY_TIMEOUT_SECS="${LOADSTAR_PG_READY_TIMEOUT:-60}"
 readonly HBA_MARKER="# loadstar scripts/postgres.sh: trust loopback TCP"
 
-log() { printf 'postgres.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# Run a command as root (directly, or via non-interactive sudo).
-as_root() {
-    if [[ "$(id -u)" -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo -n "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
-
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install PostgreSQL by hand"
-    log "installing $* with apt-get"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >&2
-}
+# shellcheck source=scripts/service_helpers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/service_helpers.sh"
 
 # Is something accepting PostgreSQL connections on 127.0.0.1:5432?
 server_up() {

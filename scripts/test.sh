@@ -5,6 +5,8 @@
 # database per test. If it is not set, scripts/postgres.sh makes sure a local
 # PostgreSQL is running and provides it; set LOADSTAR_TEST_SKIP_POSTGRES=1 to
 # skip that (tests that need PostgreSQL then decide for themselves what to do).
+# Likewise LOADSTAR_TEST_RABBITMQ_URL names the broker of the RabbitMQ job-queue
+# tests; scripts/rabbitmq.sh provides it unless LOADSTAR_TEST_SKIP_RABBITMQ=1.
 #
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh -p shop -- --nocapture`.
 set -euo pipefail
@@ -15,6 +17,15 @@ if [[ -z "${LOADSTAR_TEST_DATABASE_URL:-}" && "${LOADSTAR_TEST_SKIP_POSTGRES:-0}
     pg_out="$(bash scripts/postgres.sh)"
     LOADSTAR_TEST_DATABASE_URL="$(tail -n 1 <<<"$pg_out")"
     [[ -n "$LOADSTAR_TEST_DATABASE_URL" ]] || { echo "test.sh: scripts/postgres.sh printed no URL" >&2; exit 1; }
+fi
+if [[ -z "${LOADSTAR_TEST_RABBITMQ_URL:-}" && "${LOADSTAR_TEST_SKIP_RABBITMQ:-0}" != 1 ]]; then
+    rabbit_out="$(bash scripts/rabbitmq.sh)"
+    LOADSTAR_TEST_RABBITMQ_URL="$(tail -n 1 <<<"$rabbit_out")"
+    [[ -n "$LOADSTAR_TEST_RABBITMQ_URL" ]] || { echo "test.sh: scripts/rabbitmq.sh printed no URL" >&2; exit 1; }
+fi
+if [[ -n "${LOADSTAR_TEST_RABBITMQ_URL:-}" ]]; then
+    export LOADSTAR_TEST_RABBITMQ_URL
+    echo "test.sh: LOADSTAR_TEST_RABBITMQ_URL=${LOADSTAR_TEST_RABBITMQ_URL}" >&2
 fi
 if [[ -n "${LOADSTAR_TEST_DATABASE_URL:-}" ]]; then
     export LOADSTAR_TEST_DATABASE_URL

@@ -21,12 +21,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub server: ServerConfig,
     pub database: DatabaseConfig,
+    /// Object storage: claim-checked job payloads (later uploads).
+    pub storage: StorageConfig,
     pub auth: AuthConfig,
     pub node: NodeConfig,
     pub log: LogConfig,
     /// Worker pools by name; none configured means one pool, `default`, on every queue.
     pub workers: BTreeMap<String, WorkerPoolConfig>,
     pub jobs: JobsConfig,
+    pub queue: QueueConfig,
     pub payments: PaymentsConfig,
     pub orders: OrdersConfig,
     pub notifications: NotificationsConfig,
@@ -38,11 +41,13 @@ impl Default for Config {
             data_dir: PathBuf::from("./var"),
             server: ServerConfig::default(),
             database: DatabaseConfig::default(),
+            storage: StorageConfig::default(),
             auth: AuthConfig::default(),
             node: NodeConfig::default(),
             log: LogConfig::default(),
             workers: BTreeMap::new(),
             jobs: JobsConfig::default(),
+            queue: QueueConfig::default(),
             payments: PaymentsConfig::default(),
             orders: OrdersConfig::default(),
             notifications: NotificationsConfig::default(),
@@ -95,6 +100,17 @@ impl Default for DatabaseConfig {
             acquire_timeout_ms: 5_000,
         }
     }
+}
+
+/// Where objects (claim-checked job payloads) are kept.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Empty: a local directory, `<data_dir>/objects`. `file:///absolute/path` for another
+    /// local directory. `s3://bucket` for an S3-compatible store (binaries built with the
+    /// `s3` feature; credentials and endpoint from the `AWS_*` environment variables).
+    #[serde(serialize_with = "serialize_redacted_url")]
+    pub url: String,
 }
 
 fn serialize_redacted_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
@@ -197,6 +213,23 @@ pub struct JobsConfig {
     /// (`payment_charge` for `payment.charge`), so environment variables can name it:
     /// `LOADSTAR_JOBS__POLICIES__PAYMENT_CHARGE__MAX_ATTEMPTS=2`.
     pub policies: BTreeMap<String, JobPolicyConfig>,
+    /// Payloads larger than this are written to object storage and the job carries a
+    /// pointer (claim check). At most 262144, the largest payload stored inline.
+    pub inline_payload_limit_bytes: usize,
+    /// Where alerts are POSTed (JSON, signed like callbacks). Empty: alerts are only logged.
+    pub alert_webhook_url: String,
+    /// HMAC-SHA256 key that signs alert webhooks; printed redacted. Empty: unsigned.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub alert_signing_secret: String,
+    /// Alert when a job kind's error queue grows to this many jobs (0: never); a policy's
+    /// `dead_alert_threshold` overrides it per kind.
+    pub dead_alert_threshold: u64,
+    /// How often the worker role checks error-queue sizes.
+    pub dead_alert_check_secs: u64,
+    /// Publish/subscribe: every topic's subscribed queues (`[jobs.topics.<name>]`).
+    pub topics: BTreeMap<String, TopicConfig>,
+    /// Routing: routing key (exact, or a prefix ending in `.*`) to the one queue it selects.
+    pub routes: BTreeMap<String, String>,
 }
 
 impl Default for JobsConfig {
@@ -206,6 +239,13 @@ impl Default for JobsConfig {
             poll_interval_ms: 200,
             shutdown_grace_secs: 30,
             policies: BTreeMap::new(),
+            inline_payload_limit_bytes: 256 * 1024,
+            alert_webhook_url: String::new(),
+            alert_signing_secret: String::new(),
+            dead_alert_threshold: 100,
+            dead_alert_check_secs: 30,
+            topics: BTreeMap::new(),
+            routes: BTreeMap::new(),
         }
     }
 }
@@ -218,6 +258,65 @@ impl JobsConfig {
             .cloned()
             .unwrap_or_default()
     }
+
+    /// The error-queue size at which `kind` raises an alert (0: never).
+    pub fn dead_alert_threshold(&self, kind: &str) -> u64 {
+        self.policies
+            .get(&kind.replace('.', "_"))
+            .and_then(|policy| policy.dead_alert_threshold)
+            .unwrap_or(self.dead_alert_threshold)
+    }
+}
+
+/// The subscribers of one topic (`[jobs.topics.<name>]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicConfig {
+    /// Each of these queues receives its own copy of every message published to the topic.
+    pub queues: Vec<String>,
+}
+
+/// Which engine carries the jobs (`[queue]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// `sqlite`, `postgres` or `rabbitmq`. Unset: the engine of `[database]`, in the same
+    /// database as the domain. `rabbitmq` keeps the job ledger (state, history, error
+    /// queue) in that database too, and delivers through the broker.
+    pub backend: Option<QueueBackend>,
+    /// The broker for `backend = "rabbitmq"`: `amqp://user:pass@host:5672/%2f`
+    /// (`?heartbeat=10` detects a dead broker sooner); printed redacted.
+    #[serde(serialize_with = "serialize_redacted_url")]
+    pub rabbitmq_url: String,
+    /// Prefix of every exchange and queue name on the broker.
+    pub rabbitmq_prefix: String,
+    /// Unacknowledged messages per queue per process: jobs running plus those waiting
+    /// for a free worker slot. At least the largest pool's concurrency.
+    pub rabbitmq_prefetch: u16,
+    /// Let the broker delete job queues nobody used for this long (0: keep them). For
+    /// short-lived deployments sharing a broker, such as test runs.
+    pub rabbitmq_idle_queue_expiry_secs: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            backend: None,
+            rabbitmq_url: String::new(),
+            rabbitmq_prefix: "loadstar".to_owned(),
+            rabbitmq_prefetch: 64,
+            rabbitmq_idle_queue_expiry_secs: 0,
+        }
+    }
+}
+
+/// A job queue engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    Sqlite,
+    Postgres,
+    Rabbitmq,
 }
 
 /// Retry rules of one job kind.
@@ -230,8 +329,10 @@ pub struct JobPolicyConfig {
     pub backoff_base_ms: u64,
     /// Longest wait between two attempts.
     pub backoff_cap_ms: u64,
-    /// After the last attempt: keep in the error queue, or drop.
+    /// After the last attempt: keep in the error queue, drop, or keep and alert.
     pub on_exhausted: OnExhausted,
+    /// Overrides `jobs.dead_alert_threshold` for this kind.
+    pub dead_alert_threshold: Option<u64>,
 }
 
 impl Default for JobPolicyConfig {
@@ -241,6 +342,7 @@ impl Default for JobPolicyConfig {
             backoff_base_ms: 1_000,
             backoff_cap_ms: 300_000,
             on_exhausted: OnExhausted::DeadLetter,
+            dead_alert_threshold: None,
         }
     }
 }
@@ -252,6 +354,8 @@ pub enum OnExhausted {
     #[default]
     DeadLetter,
     Discard,
+    /// Like `dead_letter`, and raises an alert (error log and webhook).
+    Alert,
 }
 
 /// The external payment provider.
@@ -350,6 +454,37 @@ impl Config {
         if self.database.max_connections == 0 {
             return Err(ConfigError::Rule(
                 "database.max_connections must be at least 1".to_owned(),
+            ));
+        }
+        if self.jobs.inline_payload_limit_bytes == 0
+            || self.jobs.inline_payload_limit_bytes > 256 * 1024
+        {
+            return Err(ConfigError::Rule(
+                "jobs.inline_payload_limit_bytes must be between 1 and 262144".to_owned(),
+            ));
+        }
+        let on_postgres = self.database.url.starts_with("postgres");
+        match self.queue.backend {
+            Some(QueueBackend::Sqlite) if on_postgres => {
+                return Err(ConfigError::Rule(
+                    "queue.backend = \"sqlite\" needs an SQLite database.url".to_owned(),
+                ))
+            }
+            Some(QueueBackend::Postgres) if !on_postgres => {
+                return Err(ConfigError::Rule(
+                    "queue.backend = \"postgres\" needs a postgres:// database.url".to_owned(),
+                ))
+            }
+            Some(QueueBackend::Rabbitmq) if self.queue.rabbitmq_url.is_empty() => {
+                return Err(ConfigError::Rule(
+                    "queue.backend = \"rabbitmq\" needs queue.rabbitmq_url".to_owned(),
+                ))
+            }
+            _ => {}
+        }
+        if self.queue.rabbitmq_prefetch == 0 {
+            return Err(ConfigError::Rule(
+                "queue.rabbitmq_prefetch must be at least 1".to_owned(),
             ));
         }
         if self.server.body_limit_bytes == 0 {

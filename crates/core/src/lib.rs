@@ -7,6 +7,8 @@
 //! - [`problem`]: RFC 9457 `application/problem+json`, the only error shape a client sees.
 //! - [`request_context`]: the request id (accepted or generated) and the middleware that
 //!   echoes it and turns every bare error response into a problem.
+//! - [`trace_context`]: W3C `traceparent`: continue a caller's trace (or start one), keep
+//!   it for the request or job being handled, pass it on to the jobs it enqueues.
 //! - [`ids`]: 64-bit time-ordered ids (snowflake layout) serialised as strings.
 //! - [`json_body`] and [`pagination`]: request input every API shares: JSON bodies with
 //!   field-precise errors, keyset pages with opaque cursors.
@@ -28,6 +30,7 @@ pub mod request_telemetry;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timestamp;
+pub mod trace_context;
 
 pub use ids::{Id, IdGenerator};
 pub use problem::{FieldError, Problem};

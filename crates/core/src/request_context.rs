@@ -1,12 +1,16 @@
-//! Per-request context: the request id, and the guarantee that every error is a problem.
+//! Per-request context: the request id, the trace context, and the guarantee that every
+//! error is a problem.
 //!
 //! The [`layer`] middleware accepts a client's `x-request-id` (if it is a sane token) or
 //! makes one, keeps it in a task-local so any [`Problem`](crate::Problem) built while
-//! handling the request can cite it, echoes it on the response, and rewrites any error
+//! handling the request can cite it, echoes it on the response, continues the W3C trace
+//! of an incoming `traceparent` (or starts one; see [`crate::trace_context`]) and echoes
+//! this hop's `traceparent` too, and rewrites any error
 //! response that is not yet `application/problem+json` (router 404/405, body-limit 413,
 //! timeouts) into one.
 
 use crate::problem::{Problem, PROBLEM_JSON};
+use crate::trace_context::{TraceContext, TRACEPARENT};
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -25,6 +29,8 @@ tokio::task_local! {
 pub struct RequestContext {
     pub request_id: String,
     pub path: String,
+    /// This request's hop of its trace; also [`TraceContext::current`] while it runs.
+    pub trace: TraceContext,
 }
 
 impl RequestContext {
@@ -43,13 +49,22 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         .filter(|value| is_acceptable_request_id(value))
         .map(str::to_owned)
         .unwrap_or_else(new_request_id);
+    let trace = TraceContext::continue_from(
+        request
+            .headers()
+            .get(&TRACEPARENT)
+            .and_then(|value| value.to_str().ok()),
+    );
     let context = RequestContext {
         request_id,
         path: request.uri().path().to_owned(),
+        trace,
     };
     request.extensions_mut().insert(context.clone());
 
-    let mut response = CURRENT.scope(context.clone(), next.run(request)).await;
+    let mut response = CURRENT
+        .scope(context.clone(), trace.scope(next.run(request)))
+        .await;
     if response.status().is_client_error() || response.status().is_server_error() {
         let is_problem = response
             .headers()
@@ -68,6 +83,9 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     }
     if let Ok(value) = HeaderValue::from_str(&context.request_id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&trace.to_traceparent()) {
+        response.headers_mut().insert(TRACEPARENT.clone(), value);
     }
     response
 }

@@ -23,10 +23,10 @@ pub async fn layer(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|matched| matched.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let request_id = request
+    let (request_id, trace_id) = request
         .extensions()
         .get::<RequestContext>()
-        .map(|context| context.request_id.clone())
+        .map(|context| (context.request_id.clone(), context.trace.trace_id()))
         .unwrap_or_default();
 
     let response = next.run(request).await;
@@ -44,6 +44,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         status,
         latency_ms = latency.as_secs_f64() * 1_000.0,
         request_id = %request_id,
+        trace_id = %trace_id,
         "request"
     );
     response

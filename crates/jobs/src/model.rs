@@ -112,6 +112,15 @@ impl NewJob {
         self.trace_context = Some(traceparent.into());
         self
     }
+
+    /// Carries the trace of the request or job being handled by this task (if any), so
+    /// the job's run continues it.
+    pub fn with_current_trace(mut self) -> Self {
+        if let Some(current) = loadstar_core::trace_context::TraceContext::current() {
+            self.trace_context = Some(current.to_traceparent());
+        }
+        self
+    }
 }
 
 /// A job handed to one worker, valid until `lease_until`.
@@ -195,5 +204,13 @@ pub struct QueueCounts {
     pub available: u64,
     pub running: u64,
     pub completed: u64,
+    pub dead: u64,
+}
+
+/// Dead jobs of one kind on one queue: what error-queue growth alerts watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadKindCount {
+    pub queue: String,
+    pub kind: String,
     pub dead: u64,
 }

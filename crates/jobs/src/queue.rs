@@ -1,7 +1,7 @@
 //! The contract every queue backend keeps.
 
 use crate::error::JobError;
-use crate::model::{Job, JobState, LeasedJob, NewJob, QueueCounts};
+use crate::model::{DeadKindCount, Job, JobState, LeasedJob, NewJob, QueueCounts};
 use crate::retry_policy::RetryPolicy;
 use async_trait::async_trait;
 use loadstar_core::{Id, Timestamp};
@@ -81,6 +81,28 @@ pub trait JobQueue: Send + Sync + 'static {
 
     /// Jobs by queue and state.
     async fn counts(&self) -> Result<Vec<QueueCounts>, JobError>;
+
+    /// Dead jobs by queue and kind. The default pages through [`JobQueue::dead_jobs`];
+    /// backends that can count in one query should.
+    async fn dead_counts_by_kind(&self) -> Result<Vec<DeadKindCount>, JobError> {
+        let mut counts: std::collections::BTreeMap<(String, String), u64> =
+            std::collections::BTreeMap::new();
+        let mut after = None;
+        loop {
+            let page = self.dead_jobs(None, None, after, 500).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for job in &page {
+                *counts
+                    .entry((job.queue.clone(), job.kind.clone()))
+                    .or_default() += 1;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((queue, kind), dead)| DeadKindCount { queue, kind, dead })
+            .collect())
+    }
 
     /// Names of queues that just received jobs, pushed by the backend so idle workers
     /// start them at once instead of at their next poll. `None` where the backend has no

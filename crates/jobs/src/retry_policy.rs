@@ -10,6 +10,10 @@ pub enum Exhausted {
     DeadLetter,
     /// Drop it. Only for work whose loss is acceptable (analytics, cache warming).
     Discard,
+    /// Keep it in the error queue, like `DeadLetter`, and raise an alert (an error log and,
+    /// when configured, a webhook): for work whose failure someone must hear about now.
+    /// Backends store it exactly as `DeadLetter`; the worker raises the alert.
+    Alert,
 }
 
 /// Retry rules of one job kind: exponential backoff with full jitter (AWS architecture
@@ -41,6 +45,7 @@ impl From<&loadstar_core::config::JobPolicyConfig> for RetryPolicy {
             on_exhausted: match config.on_exhausted {
                 loadstar_core::config::OnExhausted::DeadLetter => Exhausted::DeadLetter,
                 loadstar_core::config::OnExhausted::Discard => Exhausted::Discard,
+                loadstar_core::config::OnExhausted::Alert => Exhausted::Alert,
             },
         }
     }

@@ -13,7 +13,9 @@
 use crate::ack_batcher::{self, AckRequest};
 use crate::clock::Clock;
 use crate::error::JobError;
-use crate::model::{Attempt, AttemptOutcome, Job, JobState, LeasedJob, NewJob, QueueCounts};
+use crate::model::{
+    Attempt, AttemptOutcome, DeadKindCount, Job, JobState, LeasedJob, NewJob, QueueCounts,
+};
 use crate::pg_notifier::{PgNotifier, CHANNEL};
 use crate::queue::JobQueue;
 use crate::retry_policy::{Exhausted, RetryPolicy};
@@ -38,7 +40,8 @@ pub const MAX_INLINE_PAYLOAD: usize = 256 * 1024;
 
 const JOB_COLUMNS: &str = "id, queue, kind, payload, priority, state, run_at, attempt, \
     max_attempts, last_error, created_at, finished_at";
-const LEASED_COLUMNS: &str = "id, queue, kind, payload, attempt, max_attempts, lease_until, \
+pub(crate) const LEASED_COLUMNS: &str =
+    "id, queue, kind, payload, attempt, max_attempts, lease_until, \
     worker, created_at, run_at, trace_context";
 
 /// [`JobQueue`] on a [`Database`].
@@ -123,7 +126,7 @@ impl SqlJobQueue {
     /// How many more jobs of `queue` may start now under its rate limit (`limit` if it
     /// has none). On PostgreSQL a transaction-scoped advisory lock per queue makes the
     /// count and the fetch that follows atomic across processes.
-    async fn rate_allowance(
+    pub(crate) async fn rate_allowance(
         &self,
         tx: &mut Transaction<'static, Any>,
         queue: &str,
@@ -151,11 +154,29 @@ impl SqlJobQueue {
     }
 
     /// `FOR UPDATE SKIP LOCKED` where the engine has it.
-    fn row_locking(&self) -> &'static str {
+    pub(crate) fn row_locking(&self) -> &'static str {
         match self.db.backend() {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         }
+    }
+
+    /// The database holding the jobs (the ledger other backends build on).
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The time source every statement uses.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// [`SqlJobQueue::sweep`] in its own transaction.
+    pub(crate) async fn sweep_queue(&self, queue: &str) -> Result<(), JobError> {
+        let mut tx = self.db.writer().begin().await?;
+        self.sweep(&mut tx, queue, self.clock.now()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Expired leases back to available (or dead after the last attempt), each recorded
@@ -370,7 +391,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job, JobError> {
     })
 }
 
-fn leased_from_row(row: &AnyRow) -> Result<LeasedJob, JobError> {
+pub(crate) fn leased_from_row(row: &AnyRow) -> Result<LeasedJob, JobError> {
     Ok(LeasedJob {
         id: Id::from_i64(row.try_get("id")?),
         queue: row.try_get("queue")?,
@@ -551,7 +572,7 @@ impl JobQueue for SqlJobQueue {
             (Next::RetryAt(at), Some(JobState::Available))
         } else {
             match policy.on_exhausted {
-                Exhausted::DeadLetter => (Next::Dead, Some(JobState::Dead)),
+                Exhausted::DeadLetter | Exhausted::Alert => (Next::Dead, Some(JobState::Dead)),
                 Exhausted::Discard => (Next::Discard, None),
             }
         };
@@ -636,6 +657,24 @@ impl JobQueue for SqlJobQueue {
             .rows_affected();
         tx.commit().await?;
         Ok(deleted > 0)
+    }
+
+    async fn dead_counts_by_kind(&self) -> Result<Vec<DeadKindCount>, JobError> {
+        let rows = query(
+            "SELECT queue, kind, COUNT(*) AS jobs FROM jobs WHERE state = 'dead' \
+             GROUP BY queue, kind ORDER BY queue, kind",
+        )
+        .fetch_all(self.db.consistent_reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeadKindCount {
+                    queue: row.try_get("queue")?,
+                    kind: row.try_get("kind")?,
+                    dead: u64::try_from(row.try_get::<i64, _>("jobs")?).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {

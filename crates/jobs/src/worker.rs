@@ -80,6 +80,8 @@ pub struct WorkerPool {
     handlers: HashMap<String, Arc<dyn JobHandler>>,
     policies: HashMap<String, RetryPolicy>,
     worker_id: String,
+    /// Raises the alert of an `Exhausted::Alert` job; without one, the alert is only logged.
+    alerter: Option<crate::alerting::Alerter>,
 }
 
 impl WorkerPool {
@@ -96,6 +98,7 @@ impl WorkerPool {
             handlers: HashMap::new(),
             policies: HashMap::new(),
             worker_id,
+            alerter: None,
         }
     }
 
@@ -109,6 +112,12 @@ impl WorkerPool {
         let kind = kind.into();
         self.policies.insert(kind.clone(), policy);
         self.handlers.insert(kind, handler);
+        self
+    }
+
+    /// Sends the alerts of jobs whose policy is `Exhausted::Alert` through `alerter`.
+    pub fn with_alerter(mut self, alerter: crate::alerting::Alerter) -> Self {
+        self.alerter = Some(alerter);
         self
     }
 
@@ -194,8 +203,16 @@ impl WorkerPool {
         Ok(())
     }
 
-    /// Runs one job's handler with its lease kept alive, then settles the outcome.
+    /// Runs one job inside its trace (see `job_trace`).
     async fn run_one(&self, job: LeasedJob) {
+        use tracing::Instrument;
+        let trace = crate::job_trace::run_context(&job);
+        let span = crate::job_trace::run_span(&job, &trace);
+        trace.scope(self.run_traced(job)).instrument(span).await
+    }
+
+    /// Runs one job's handler with its lease kept alive, then settles the outcome.
+    async fn run_traced(&self, job: LeasedJob) {
         let started = std::time::Instant::now();
         crate::queue_metrics::started(&job, loadstar_core::Timestamp::now());
         let outcome = match self.handlers.get(&job.kind) {
@@ -219,6 +236,11 @@ impl WorkerPool {
                 match self.queue.fail(&job, &error.message, &policy).await {
                     Ok(state) => {
                         tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, error = %error, next = ?state, "job failed");
+                        if state == Some(crate::model::JobState::Dead)
+                            && policy.on_exhausted == crate::retry_policy::Exhausted::Alert
+                        {
+                            self.raise_exhausted(&job, &error.message).await;
+                        }
                         next_state = Ok(state);
                         Ok(Some(()))
                     }
@@ -239,6 +261,14 @@ impl WorkerPool {
             Err(error) => {
                 tracing::error!(job_id = %job.id, kind = %job.kind, error = %error, "could not record the job's outcome; it will be redelivered")
             }
+        }
+    }
+
+    async fn raise_exhausted(&self, job: &LeasedJob, error: &str) {
+        let alert = crate::alerting::Alert::job_exhausted(job, error);
+        match &self.alerter {
+            Some(alerter) => alerter.raise(&alert).await,
+            None => crate::alerting::log(&alert),
         }
     }
 
@@ -267,7 +297,7 @@ impl WorkerPool {
 }
 
 /// The next queue name pushed by the backend; pending forever without a channel.
-async fn next_wake_up(
+pub(crate) async fn next_wake_up(
     wake_ups: &mut Option<tokio::sync::broadcast::Receiver<String>>,
 ) -> Option<String> {
     match wake_ups {

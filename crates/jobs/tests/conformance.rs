@@ -1,13 +1,20 @@
 //! One conformance suite for `JobQueue`, run against every backend: the SQL queue on
-//! SQLite always, and on PostgreSQL when `LOADSTAR_TEST_DATABASE_URL` names a server.
+//! SQLite always, on PostgreSQL when `LOADSTAR_TEST_DATABASE_URL` names a server, and
+//! the RabbitMQ queue when `LOADSTAR_TEST_RABBITMQ_URL` names a broker (its ledger on
+//! PostgreSQL when there is one, else SQLite).
 //! Time is a `ManualClock`: delays, backoff, leases and TTLs advance it, nothing sleeps.
+//! A broker pushes messages asynchronously, so a case that expects jobs polls for them
+//! with a deadline (`fetch_expecting`); one that expects none gives the broker the
+//! backend's fetch wait to prove it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use futures::future::join_all;
 use loadstar_core::IdGenerator;
 use loadstar_jobs::{
-    AttemptOutcome, Exhausted, JobError, JobQueue, JobState, ManualClock, NewJob, RetryPolicy,
-    SqlJobQueue,
+    AttemptOutcome, Exhausted, JobError, JobQueue, JobState, LeasedJob, ManualClock, NewJob,
+    RabbitJobQueue, RetryPolicy, SqlJobQueue,
 };
 use loadstar_store::Database;
 use std::collections::HashSet;
@@ -33,6 +40,16 @@ async fn sql_fixture(db: Database) -> Fixture {
     }
 }
 
+async fn rabbit_fixture(db: Database, url: String) -> Fixture {
+    let clock = Arc::new(ManualClock::new());
+    let ledger = SqlJobQueue::new(db.clone(), Arc::new(IdGenerator::new(1)), clock.clone());
+    Fixture {
+        queue: Arc::new(RabbitJobQueue::start(ledger, support::test_settings(url))),
+        clock,
+        db,
+    }
+}
+
 fn job(kind: &str) -> NewJob {
     NewJob::new("default", kind, kind.as_bytes().to_vec())
 }
@@ -47,8 +64,7 @@ fn quick_retries() -> RetryPolicy {
 
 async fn an_enqueued_job_is_delivered_once_and_completed(f: Fixture) {
     let id = f.queue.enqueue(job("a")).await.unwrap();
-    let leased = f.queue.fetch("default", "w1", LEASE, 10).await.unwrap();
-    assert_eq!(leased.len(), 1);
+    let leased = f.fetch_expecting("default", "w1", 10, 1).await;
     assert_eq!((leased[0].id, leased[0].attempt), (id, 1));
     assert_eq!(leased[0].payload, b"a");
     assert!(f
@@ -82,17 +98,11 @@ async fn jobs_of_other_queues_are_not_delivered(f: Fixture) {
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(
-        f.queue
-            .fetch("payments", "w1", LEASE, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    f.fetch_expecting("payments", "w1", 10, 1).await;
 }
 
-async fn higher_priority_jobs_are_delivered_first(f: Fixture) {
+/// SQL backends only: a broker delivers what it already holds in publication order.
+async fn a_higher_priority_job_overtakes_earlier_ones(f: Fixture) {
     for (kind, priority) in [("low", 0), ("high", 10), ("mid", 5)] {
         f.queue
             .enqueue(job(kind).with_priority(priority))
@@ -104,6 +114,27 @@ async fn higher_priority_jobs_are_delivered_first(f: Fixture) {
         .fetch("default", "w1", LEASE, 10)
         .await
         .unwrap()
+        .into_iter()
+        .map(|job| job.kind)
+        .collect();
+    assert_eq!(kinds, ["high", "mid", "low"]);
+}
+
+async fn jobs_due_together_are_delivered_best_priority_first(f: Fixture) {
+    for (kind, priority) in [("low", 0), ("high", 10), ("mid", 5)] {
+        f.queue
+            .enqueue(
+                job(kind)
+                    .with_priority(priority)
+                    .with_delay(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+    }
+    f.clock.advance(Duration::from_secs(61));
+    let kinds: Vec<String> = f
+        .fetch_expecting("default", "w1", 10, 3)
+        .await
         .into_iter()
         .map(|job| job.kind)
         .collect();
@@ -122,14 +153,7 @@ async fn a_delayed_job_waits_until_it_is_due(f: Fixture) {
         .unwrap()
         .is_empty());
     f.clock.advance(Duration::from_secs(61));
-    assert_eq!(
-        f.queue
-            .fetch("default", "w1", LEASE, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    f.fetch_expecting("default", "w1", 10, 1).await;
 }
 
 async fn a_failing_job_is_retried_with_backoff_then_dead_lettered_with_its_history(f: Fixture) {
@@ -138,12 +162,7 @@ async fn a_failing_job_is_retried_with_backoff_then_dead_lettered_with_its_histo
         .enqueue(job("flaky").with_max_attempts(2))
         .await
         .unwrap();
-    let first = f
-        .queue
-        .fetch("default", "w1", LEASE, 1)
-        .await
-        .unwrap()
-        .remove(0);
+    let first = f.fetch_expecting("default", "w1", 1, 1).await.remove(0);
     let state = f
         .queue
         .fail(&first, "boom 1", &quick_retries())
@@ -154,12 +173,7 @@ async fn a_failing_job_is_retried_with_backoff_then_dead_lettered_with_its_histo
     assert!(waiting.run_at <= f.clock_now().plus(quick_retries().ceiling(1)));
 
     f.clock.advance(quick_retries().cap);
-    let second = f
-        .queue
-        .fetch("default", "w2", LEASE, 1)
-        .await
-        .unwrap()
-        .remove(0);
+    let second = f.fetch_expecting("default", "w2", 1, 1).await.remove(0);
     assert_eq!(second.attempt, 2);
     let state = f
         .queue
@@ -201,12 +215,7 @@ async fn an_exhausted_job_of_a_discard_policy_is_dropped(f: Fixture) {
         .enqueue(job("analytics").with_max_attempts(1))
         .await
         .unwrap();
-    let leased = f
-        .queue
-        .fetch("default", "w1", LEASE, 1)
-        .await
-        .unwrap()
-        .remove(0);
+    let leased = f.fetch_expecting("default", "w1", 1, 1).await.remove(0);
     let policy = RetryPolicy {
         on_exhausted: Exhausted::Discard,
         ..quick_retries()
@@ -218,19 +227,12 @@ async fn an_exhausted_job_of_a_discard_policy_is_dropped(f: Fixture) {
 async fn a_job_whose_lease_expired_is_redelivered_and_the_old_worker_cannot_ack(f: Fixture) {
     let id = f.queue.enqueue(job("slow")).await.unwrap();
     let first = f
-        .queue
-        .fetch("default", "dead-worker", LEASE, 1)
+        .fetch_expecting("default", "dead-worker", 1, 1)
         .await
-        .unwrap()
         .remove(0);
     f.clock.advance(LEASE + Duration::from_secs(1));
 
-    let second = f
-        .queue
-        .fetch("default", "w2", LEASE, 1)
-        .await
-        .unwrap()
-        .remove(0);
+    let second = f.fetch_expecting("default", "w2", 1, 1).await.remove(0);
     assert_eq!((second.id, second.attempt), (id, 2));
     assert!(
         !f.queue.complete(&first).await.unwrap(),
@@ -260,12 +262,7 @@ async fn a_job_whose_lease_expired_is_redelivered_and_the_old_worker_cannot_ack(
 
 async fn a_heartbeat_keeps_a_long_job_from_being_redelivered(f: Fixture) {
     f.queue.enqueue(job("long")).await.unwrap();
-    let leased = f
-        .queue
-        .fetch("default", "w1", LEASE, 1)
-        .await
-        .unwrap()
-        .remove(0);
+    let leased = f.fetch_expecting("default", "w1", 1, 1).await.remove(0);
     for _ in 0..3 {
         f.clock.advance(Duration::from_secs(20));
         assert!(f.queue.heartbeat(&leased, LEASE).await.unwrap().is_some());
@@ -285,7 +282,7 @@ async fn a_lease_lost_on_the_last_attempt_sends_the_job_to_the_error_queue(f: Fi
         .enqueue(job("fatal").with_max_attempts(1))
         .await
         .unwrap();
-    f.queue.fetch("default", "w1", LEASE, 1).await.unwrap();
+    f.fetch_expecting("default", "w1", 1, 1).await;
     f.clock.advance(LEASE * 2);
     assert!(f
         .queue
@@ -311,14 +308,7 @@ async fn a_unique_key_dedupes_enqueues_within_its_window(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(first, again);
-    assert_eq!(
-        f.queue
-            .fetch("default", "w1", LEASE, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    f.fetch_expecting("default", "w1", 10, 1).await;
 
     f.clock.advance(window + Duration::from_secs(1));
     let later = f
@@ -348,10 +338,8 @@ async fn jobs_sharing_an_ordering_key_run_one_at_a_time_in_order(f: Fixture) {
     let free = f.queue.enqueue(job("free")).await.unwrap();
 
     let first: HashSet<_> = f
-        .queue
-        .fetch("default", "w1", LEASE, 10)
+        .fetch_expecting("default", "w1", 10, 3)
         .await
-        .unwrap()
         .into_iter()
         .map(|job| job.id)
         .collect();
@@ -378,7 +366,7 @@ async fn jobs_sharing_an_ordering_key_run_one_at_a_time_in_order(f: Fixture) {
         trace_context: None,
     };
     assert!(f.queue.complete(&leased_a1).await.unwrap());
-    let next = f.queue.fetch("default", "w2", LEASE, 10).await.unwrap();
+    let next = f.fetch_expecting("default", "w2", 10, 1).await;
     assert_eq!(next.iter().map(|job| job.id).collect::<Vec<_>>(), [a2]);
 }
 
@@ -411,7 +399,7 @@ async fn a_dead_job_can_be_retried_or_discarded_by_an_operator(f: Fixture) {
         .enqueue(job("d").with_max_attempts(1))
         .await
         .unwrap();
-    for leased in f.queue.fetch("default", "w1", LEASE, 10).await.unwrap() {
+    for leased in f.fetch_expecting("default", "w1", 10, 2).await {
         f.queue
             .fail(&leased, "down", &quick_retries())
             .await
@@ -427,8 +415,7 @@ async fn a_dead_job_can_be_retried_or_discarded_by_an_operator(f: Fixture) {
         !f.queue.retry_dead(retried).await.unwrap(),
         "no longer dead"
     );
-    let again = f.queue.fetch("default", "w2", LEASE, 10).await.unwrap();
-    assert_eq!(again.len(), 1);
+    let again = f.fetch_expecting("default", "w2", 10, 1).await;
     assert_eq!((again[0].id, again[0].attempt), (retried, 2));
     assert!(f.queue.complete(&again[0]).await.unwrap());
 
@@ -492,12 +479,7 @@ async fn counts_report_jobs_by_queue_and_state(f: Fixture) {
         .enqueue(NewJob::new("other", "c", vec![]))
         .await
         .unwrap();
-    let leased = f
-        .queue
-        .fetch("default", "w1", LEASE, 1)
-        .await
-        .unwrap()
-        .remove(0);
+    let leased = f.fetch_expecting("default", "w1", 1, 1).await.remove(0);
     f.queue.complete(&leased).await.unwrap();
     let counts = f.queue.counts().await.unwrap();
     let default = counts.iter().find(|c| c.queue == "default").unwrap();
@@ -571,27 +553,61 @@ impl Fixture {
     fn clock_now(&self) -> loadstar_core::Timestamp {
         loadstar_jobs::Clock::now(self.clock.as_ref())
     }
+
+    /// Fetches from `queue` until exactly `n` jobs came, failing after a deadline.
+    async fn fetch_expecting(
+        &self,
+        queue: &str,
+        worker: &str,
+        limit: u32,
+        n: usize,
+    ) -> Vec<LeasedJob> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut got = Vec::new();
+        while got.len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expected {n} jobs from {queue}, got {}",
+                got.len()
+            );
+            let room = limit - u32::try_from(got.len()).unwrap();
+            got.extend(self.queue.fetch(queue, worker, LEASE, room).await.unwrap());
+        }
+        assert_eq!(got.len(), n, "more jobs than expected");
+        got
+    }
 }
 
-loadstar_store::on_every_database!(
-    sql_fixture;
+/// The suite: `all` on every backend, `sql_only` on SQLite and PostgreSQL alone.
+macro_rules! conformance_suite {
+    (all: [$($case:ident),+ $(,)?], sql_only: [$($sql_case:ident),* $(,)?] $(,)?) => {
+        loadstar_store::on_every_database!(sql_fixture; $($sql_case,)* $($case),+);
+        on_rabbitmq!(rabbit_fixture; $($case),+);
+    };
+}
 
-    an_enqueued_job_is_delivered_once_and_completed,
-    jobs_of_other_queues_are_not_delivered,
-    higher_priority_jobs_are_delivered_first,
-    a_delayed_job_waits_until_it_is_due,
-    a_failing_job_is_retried_with_backoff_then_dead_lettered_with_its_history,
-    an_exhausted_job_of_a_discard_policy_is_dropped,
-    a_job_whose_lease_expired_is_redelivered_and_the_old_worker_cannot_ack,
-    a_heartbeat_keeps_a_long_job_from_being_redelivered,
-    a_lease_lost_on_the_last_attempt_sends_the_job_to_the_error_queue,
-    a_unique_key_dedupes_enqueues_within_its_window,
-    jobs_sharing_an_ordering_key_run_one_at_a_time_in_order,
-    a_job_not_started_within_its_time_to_live_goes_to_the_error_queue,
-    a_dead_job_can_be_retried_or_discarded_by_an_operator,
-    a_job_enqueued_in_a_transaction_exists_only_if_it_commits,
-    concurrent_fetchers_never_receive_the_same_job,
-    counts_report_jobs_by_queue_and_state,
-    invalid_jobs_are_rejected_before_they_are_stored,
-    concurrent_acknowledgements_each_get_their_own_answer_and_history,
+conformance_suite!(
+    all: [
+        an_enqueued_job_is_delivered_once_and_completed,
+        jobs_of_other_queues_are_not_delivered,
+        jobs_due_together_are_delivered_best_priority_first,
+        a_delayed_job_waits_until_it_is_due,
+        a_failing_job_is_retried_with_backoff_then_dead_lettered_with_its_history,
+        an_exhausted_job_of_a_discard_policy_is_dropped,
+        a_job_whose_lease_expired_is_redelivered_and_the_old_worker_cannot_ack,
+        a_heartbeat_keeps_a_long_job_from_being_redelivered,
+        a_lease_lost_on_the_last_attempt_sends_the_job_to_the_error_queue,
+        a_unique_key_dedupes_enqueues_within_its_window,
+        jobs_sharing_an_ordering_key_run_one_at_a_time_in_order,
+        a_job_not_started_within_its_time_to_live_goes_to_the_error_queue,
+        a_dead_job_can_be_retried_or_discarded_by_an_operator,
+        a_job_enqueued_in_a_transaction_exists_only_if_it_commits,
+        concurrent_fetchers_never_receive_the_same_job,
+        counts_report_jobs_by_queue_and_state,
+        invalid_jobs_are_rejected_before_they_are_stored,
+    ],
+    sql_only: [
+        a_higher_priority_job_overtakes_earlier_ones,
+        concurrent_acknowledgements_each_get_their_own_answer_and_history,
+    ],
 );

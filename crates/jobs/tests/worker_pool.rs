@@ -1,11 +1,14 @@
-//! Worker pools against real queue backends (SQLite always, PostgreSQL when configured).
+//! Worker pools against real queue backends (SQLite always, PostgreSQL and RabbitMQ when
+//! configured).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use async_trait::async_trait;
 use loadstar_core::IdGenerator;
 use loadstar_jobs::{
     Exhausted, HandlerError, JobHandler, JobQueue, JobState, LeasedJob, NewJob, PoolSettings,
-    RetryPolicy, SqlJobQueue, SystemClock, WorkerPool,
+    RabbitJobQueue, RetryPolicy, SqlJobQueue, SystemClock, WorkerPool,
 };
 use loadstar_store::Database;
 use std::collections::HashMap;
@@ -14,12 +17,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-fn queue_on(db: Database) -> Arc<dyn JobQueue> {
+async fn sql_queue(db: Database) -> Arc<dyn JobQueue> {
     Arc::new(SqlJobQueue::new(
         db,
         Arc::new(IdGenerator::new(2)),
         Arc::new(SystemClock),
     ))
+}
+
+async fn rabbit_queue(db: Database, url: String) -> Arc<dyn JobQueue> {
+    let ledger = SqlJobQueue::new(db, Arc::new(IdGenerator::new(2)), Arc::new(SystemClock));
+    Arc::new(RabbitJobQueue::start(ledger, support::test_settings(url)))
 }
 
 fn settings() -> PoolSettings {
@@ -94,8 +102,7 @@ impl JobHandler for Gate {
     }
 }
 
-async fn a_pool_runs_every_job_exactly_once(db: Database) {
-    let queue = queue_on(db);
+async fn a_pool_runs_every_job_exactly_once(queue: Arc<dyn JobQueue>) {
     let mut ids = Vec::new();
     for n in 0..40 {
         ids.push(
@@ -127,8 +134,7 @@ async fn a_pool_runs_every_job_exactly_once(db: Database) {
     assert!(handled.values().all(|times| *times == 1), "{handled:?}");
 }
 
-async fn a_failing_job_is_retried_then_lands_in_the_error_queue(db: Database) {
-    let queue = queue_on(db);
+async fn a_failing_job_is_retried_then_lands_in_the_error_queue(queue: Arc<dyn JobQueue>) {
     let id = queue
         .enqueue(NewJob::new("default", "charge", vec![]).with_max_attempts(3))
         .await
@@ -152,8 +158,7 @@ async fn a_failing_job_is_retried_then_lands_in_the_error_queue(db: Database) {
     assert_eq!(dead.last_error.as_deref(), Some("the provider is down"));
 }
 
-async fn a_job_of_an_unknown_kind_ends_in_the_error_queue_not_in_a_loop(db: Database) {
-    let queue = queue_on(db);
+async fn a_job_of_an_unknown_kind_ends_in_the_error_queue_not_in_a_loop(queue: Arc<dyn JobQueue>) {
     let id = queue
         .enqueue(NewJob::new("default", "mystery", vec![]).with_max_attempts(1))
         .await
@@ -171,8 +176,7 @@ async fn a_job_of_an_unknown_kind_ends_in_the_error_queue_not_in_a_loop(db: Data
     assert!(dead.last_error.unwrap().contains("no handler"));
 }
 
-async fn shutdown_lets_a_running_job_finish_before_the_pool_stops(db: Database) {
-    let queue = queue_on(db);
+async fn shutdown_lets_a_running_job_finish_before_the_pool_stops(queue: Arc<dyn JobQueue>) {
     let id = queue
         .enqueue(NewJob::new("default", "gate", vec![]))
         .await
@@ -198,8 +202,9 @@ async fn shutdown_lets_a_running_job_finish_before_the_pool_stops(db: Database) 
     );
 }
 
-async fn an_idle_pool_starts_a_new_job_at_once_when_the_backend_pushes_wake_ups(db: Database) {
-    let queue = queue_on(db);
+async fn an_idle_pool_starts_a_new_job_at_once_when_the_backend_pushes_wake_ups(
+    queue: Arc<dyn JobQueue>,
+) {
     if queue.subscribe().is_none() {
         // SQLite has no push channel: its pools poll (covered by the cases above).
         return;
@@ -238,9 +243,15 @@ async fn an_idle_pool_starts_a_new_job_at_once_when_the_backend_pushes_wake_ups(
     running.await.unwrap().unwrap();
 }
 
-loadstar_store::on_every_database!(
-    loadstar_store::test_support::database;
+/// Runs the cases on SQLite, PostgreSQL and RabbitMQ.
+macro_rules! on_every_backend {
+    ($($case:ident),+ $(,)?) => {
+        loadstar_store::on_every_database!(sql_queue; $($case),+);
+        on_rabbitmq!(rabbit_queue; $($case),+);
+    };
+}
 
+on_every_backend!(
     a_pool_runs_every_job_exactly_once,
     a_failing_job_is_retried_then_lands_in_the_error_queue,
     a_job_of_an_unknown_kind_ends_in_the_error_queue_not_in_a_loop,

@@ -40,7 +40,7 @@ impl Application {
             .await
             .context("cannot open the database")?;
         db.migrate().await.context("cannot migrate the database")?;
-        let state = ShopState::new(db.clone(), config).context("cannot build the shop")?;
+        let state = crate::shop_state::build(&db, config)?;
         let router = http_stack(
             loadstar_shop::router(state.clone()).merge(ops_routes::router(db.clone())),
             config,
@@ -75,7 +75,7 @@ impl Application {
 
     /// Also runs the worker pools in this process (what `loadstar serve` does).
     pub fn with_workers(mut self) -> Self {
-        self.workers = loadstar_shop::order_pipeline::worker_pools(&self.state, &self.config);
+        self.workers = crate::worker_role::pools(&self.state, &self.config);
         self
     }
 
@@ -97,16 +97,13 @@ impl Application {
             db,
             workers,
             state,
+            config,
             shutdown,
             grace,
             ..
         } = self;
         if !workers.is_empty() {
-            tokio::spawn(loadstar_jobs::queue_metrics::report_depth(
-                std::sync::Arc::clone(&state.jobs),
-                crate::worker_role::DEPTH_REPORT_INTERVAL,
-                shutdown.child_token(),
-            ));
+            crate::worker_role::spawn_monitors(&state, &config, &shutdown);
         }
         let workers = crate::worker_role::spawn_pools(workers, &shutdown);
         let address = listener.local_addr()?;

@@ -8,6 +8,7 @@
 pub mod application;
 pub mod hard_stop;
 pub mod ops_routes;
+pub mod shop_state;
 pub mod worker_role;
 
 pub use application::Application;

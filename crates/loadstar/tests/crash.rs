@@ -3,7 +3,8 @@
 //! charged exactly once at the provider, with its follow-up work done exactly once.
 //!
 //! Runs on SQLite (api and worker processes sharing the database file), or on PostgreSQL
-//! when `LOADSTAR_TEST_DATABASE_URL` is set.
+//! when `LOADSTAR_TEST_DATABASE_URL` is set; and once more with the jobs on RabbitMQ when
+//! `LOADSTAR_TEST_RABBITMQ_URL` names a broker.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod process;
@@ -92,6 +93,31 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_paid_exactly_once_while_workers_are_killed_mid_job() {
+    kill_workers_mid_job(Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_paid_exactly_once_while_rabbitmq_workers_are_killed_mid_job() {
+    let Ok(broker) = std::env::var("LOADSTAR_TEST_RABBITMQ_URL") else {
+        eprintln!("LOADSTAR_TEST_RABBITMQ_URL is not set: RabbitMQ variant not run");
+        return;
+    };
+    let prefix = format!("loadstar-crash-{:016x}", rand::random::<u64>());
+    kill_workers_mid_job(vec![
+        ("LOADSTAR_QUEUE__BACKEND".to_owned(), "rabbitmq".to_owned()),
+        ("LOADSTAR_QUEUE__RABBITMQ_URL".to_owned(), broker),
+        ("LOADSTAR_QUEUE__RABBITMQ_PREFIX".to_owned(), prefix),
+        (
+            "LOADSTAR_QUEUE__RABBITMQ_IDLE_QUEUE_EXPIRY_SECS".to_owned(),
+            "60".to_owned(),
+        ),
+    ])
+    .await;
+}
+
+/// Places orders, kills worker processes while they charge, and checks the outcome.
+/// `queue_env` selects the queue backend (nothing: the database's own).
+async fn kill_workers_mid_job(queue_env: Vec<(String, String)>) {
     // The external provider: slow enough that kills land while charges are in flight.
     let simulator = loadstar_sim::PaymentSimulator::build(&loadstar_sim::SimConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -108,7 +134,8 @@ async fn orders_are_paid_exactly_once_while_workers_are_killed_mid_job() {
     let database_url = loadstar_store::test_support::fresh_postgres_url()
         .await
         .unwrap_or_default();
-    let env = environment(data_dir.to_str().unwrap(), &database_url, &payments_url);
+    let mut env = environment(data_dir.to_str().unwrap(), &database_url, &payments_url);
+    env.extend(queue_env);
 
     let mut admin = loadstar(&[
         "admin",

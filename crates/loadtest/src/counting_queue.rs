@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use loadstar_core::{Id, Timestamp};
 use loadstar_jobs::{
-    Job, JobError, JobQueue, JobState, LeasedJob, NewJob, QueueCounts, RetryPolicy,
+    DeadKindCount, Job, JobError, JobQueue, JobState, LeasedJob, NewJob, QueueCounts, RetryPolicy,
 };
 use loadstar_store::sql::{Any, Transaction};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,6 +106,10 @@ impl JobQueue for CountingQueue {
 
     async fn counts(&self) -> Result<Vec<QueueCounts>, JobError> {
         self.inner.counts().await
+    }
+
+    async fn dead_counts_by_kind(&self) -> Result<Vec<DeadKindCount>, JobError> {
+        self.inner.dead_counts_by_kind().await
     }
 
     fn subscribe(&self) -> Option<broadcast::Receiver<String>> {

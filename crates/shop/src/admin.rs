@@ -17,6 +17,10 @@ struct ShopPayloads;
 
 impl PayloadDecoder for ShopPayloads {
     fn decode(&self, kind: &str, payload: &[u8]) -> Result<serde_json::Value, String> {
+        if kind == loadstar_jobs::ALERT_WEBHOOK {
+            // The job system's own alert deliveries carry the webhook's JSON body.
+            return serde_json::from_slice(payload).map_err(|error| error.to_string());
+        }
         decode_to_json(kind, payload).map_err(|error| error.to_string())
     }
 }

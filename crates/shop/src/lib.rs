@@ -24,6 +24,7 @@ pub mod messages;
 pub mod openapi;
 pub mod order_pipeline;
 pub mod orders;
+pub mod product_imports;
 pub mod products;
 pub mod sessions;
 pub mod state;
@@ -64,6 +65,10 @@ pub fn router(state: ShopState) -> Router {
                 .put(products::routes::replace_product)
                 .patch(products::routes::patch_product)
                 .delete(products::routes::delete_product),
+        )
+        .route(
+            "/v1/product-imports",
+            post(product_imports::routes::create_product_import),
         )
         .route(
             "/v1/users/{userId}/orders",

@@ -46,15 +46,18 @@ pub const NOTIFICATION_CALLBACK: &str = "notification.callback";
 pub const ANALYTICS_RECORD: &str = "analytics.record";
 /// Delayed job: cancel an order still unpaid after the payment window ([`v1::OrderExpiry`]).
 pub const ORDER_EXPIRE: &str = "order.expire";
+/// Job: create or update catalog products in bulk ([`v1::ProductImport`]).
+pub const PRODUCT_IMPORT: &str = "product.import";
 
 /// Every kind this module defines, e.g. for the admin UI's filter.
-pub const ALL_KINDS: [&str; 6] = [
+pub const ALL_KINDS: [&str; 7] = [
     PAYMENT_CHARGE,
     ORDER_PAID,
     INVENTORY_COMMIT,
     NOTIFICATION_CALLBACK,
     ANALYTICS_RECORD,
     ORDER_EXPIRE,
+    PRODUCT_IMPORT,
 ];
 
 /// A message type together with the kind it travels under on the job queue.
@@ -79,6 +82,9 @@ impl ShopMessage for v1::AnalyticsRecord {
 }
 impl ShopMessage for v1::OrderExpiry {
     const KIND: &'static str = ORDER_EXPIRE;
+}
+impl ShopMessage for v1::ProductImport {
+    const KIND: &'static str = PRODUCT_IMPORT;
 }
 
 /// Why a payload could not be shown.
@@ -157,6 +163,24 @@ pub fn decode_to_json(kind: &str, payload: &[u8]) -> Result<Value, MessageError>
         ORDER_EXPIRE => {
             let message: v1::OrderExpiry = decode(payload)?;
             json!({ "orderId": id(message.order_id), "userId": id(message.user_id) })
+        }
+        PRODUCT_IMPORT => {
+            let message: v1::ProductImport = decode(payload)?;
+            let products: Vec<Value> = message
+                .products
+                .iter()
+                .map(|product| {
+                    json!({
+                        "sku": product.sku,
+                        "name": product.name,
+                        "description": product.description,
+                        "priceCents": product.price_cents,
+                        "currency": product.currency,
+                        "stock": product.stock,
+                    })
+                })
+                .collect();
+            json!({ "requestedBy": id(message.requested_by), "products": products })
         }
         other => {
             return Err(MessageError::UnknownKind {
@@ -278,6 +302,35 @@ mod tests {
         round_trips(notification_callback(br#"{"status":"paid"}"#));
         round_trips(analytics_record());
         round_trips(order_expiry());
+        round_trips(product_import());
+    }
+
+    fn product_import() -> ProductImport {
+        ProductImport {
+            products: vec![product_import::ImportedProduct {
+                sku: "mug-01".into(),
+                name: "Enamel mug".into(),
+                description: String::new(),
+                price_cents: 1_250,
+                currency: "EUR".into(),
+                stock: 25,
+            }],
+            requested_by: USER,
+        }
+    }
+
+    #[test]
+    fn product_import_is_shown_line_by_line() {
+        assert_eq!(
+            shown(&product_import()),
+            json!({
+                "requestedBy": "178250600000000001",
+                "products": [{
+                    "sku": "mug-01", "name": "Enamel mug", "description": "",
+                    "priceCents": 1250, "currency": "EUR", "stock": 25,
+                }],
+            })
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         crate::products::routes::replace_product,
         crate::products::routes::patch_product,
         crate::products::routes::delete_product,
+        crate::product_imports::routes::create_product_import,
         crate::orders::routes::place_order,
         crate::orders::routes::list_orders,
         crate::orders::routes::get_order,

@@ -4,7 +4,7 @@ use crate::auth::{PasswordHasher, SessionStore, SqlSessionStore};
 use crate::error::ShopError;
 use loadstar_core::config::{Config, JobsConfig};
 use loadstar_core::IdGenerator;
-use loadstar_jobs::{JobQueue, SqlJobQueue, SystemClock};
+use loadstar_jobs::{configured_queue, JobQueue, SystemClock};
 use loadstar_store::Database;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -32,19 +32,21 @@ pub struct ShopContext {
 impl ShopState {
     /// Wires the shop to `db` with sessions in the same database.
     pub fn new(db: Database, config: &Config) -> Result<Self, ShopError> {
+        Self::with_job_queue(db, config, |queue| queue)
+    }
+
+    /// Like [`ShopState::new`], with the job queue decorated by `wrap` (the binary adds
+    /// the claim check this way, so the shop needs no object storage of its own).
+    pub fn with_job_queue(
+        db: Database,
+        config: &Config,
+        wrap: impl FnOnce(Arc<dyn JobQueue>) -> Arc<dyn JobQueue>,
+    ) -> Result<Self, ShopError> {
         let sessions: Arc<dyn SessionStore> = Arc::new(SqlSessionStore::new(db.clone()));
         let ids = Arc::new(IdGenerator::new(config.node.id));
-        let mut queue = SqlJobQueue::new(db.clone(), Arc::clone(&ids), Arc::new(SystemClock));
-        for pool in config
-            .workers
-            .values()
-            .filter(|pool| pool.rate_limit_per_sec > 0)
-        {
-            for name in &pool.queues {
-                queue = queue.with_rate_limit(name.clone(), pool.rate_limit_per_sec);
-            }
-        }
-        let jobs: Arc<dyn JobQueue> = Arc::new(queue);
+        let jobs = configured_queue(db.clone(), Arc::clone(&ids), Arc::new(SystemClock), config)
+            .map_err(|error| ShopError::Internal(format!("job queue: {error}")))?;
+        let jobs = wrap(jobs);
         Ok(Self(Arc::new(ShopContext {
             ids,
             jobs,

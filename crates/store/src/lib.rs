@@ -13,18 +13,22 @@
 //!   readers are many WAL snapshots; on PostgreSQL both are the primary for now, and the
 //!   replica router slots in behind `reader` later without touching callers.
 //! - [`Backend`]: which engine a URL names, for the few places that must know.
+//! - [`object_storage`]: the object store `[storage]` names (a local directory by
+//!   default), for bytes that do not belong in a row: claim-checked job payloads.
 //! - [`StoreError`]: failures in the caller's terms (conflict, unavailable, other).
 
 mod backend;
 mod database;
 mod error;
 mod migrations;
+pub mod object_storage;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 
 pub use backend::Backend;
 pub use database::Database;
 pub use error::StoreError;
+pub use object_store;
 
 /// The `sqlx` types repositories need, re-exported so the domain has one import path and
 /// one version of them.

@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// Jobs on the RabbitMQ broker of `LOADSTAR_TEST_RABBITMQ_URL`, their ledger on
+    /// PostgreSQL when configured, else SQLite.
+    RabbitMq,
 }
 
 /// A running application and a client for it.
@@ -59,6 +62,40 @@ macro_rules! on_every_backend {
                         return;
                     };
                     super::$name(app).await;
+                }
+            )+
+        }
+    };
+}
+
+/// Runs each named `async fn(Backend)` as `sqlite::<name>`, `postgres::<name>` and
+/// `rabbitmq::<name>`: for tests of the job system, whose queue may be any of the three.
+/// Each test spawns its own app (e.g. with [`spawn_app_with_workers`]), which passes
+/// trivially (saying so) for a backend that is not configured.
+#[macro_export]
+macro_rules! on_every_queue_backend {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Postgres).await;
+                }
+            )+
+        }
+        mod rabbitmq {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::RabbitMq).await;
                 }
             )+
         }
@@ -379,6 +416,20 @@ pub async fn spawn_app_with_workers(
     if backend == Backend::Postgres {
         config.database.url = loadstar_store::test_support::fresh_postgres_url().await?;
         config.database.max_connections = 8;
+    }
+    if backend == Backend::RabbitMq {
+        let Ok(broker) = std::env::var("LOADSTAR_TEST_RABBITMQ_URL") else {
+            eprintln!("LOADSTAR_TEST_RABBITMQ_URL is not set: RabbitMQ variant not run");
+            return None;
+        };
+        if let Some(url) = loadstar_store::test_support::fresh_postgres_url().await {
+            config.database.url = url;
+            config.database.max_connections = 8;
+        }
+        config.queue.backend = Some(loadstar_core::config::QueueBackend::Rabbitmq);
+        config.queue.rabbitmq_url = broker;
+        config.queue.rabbitmq_prefix = format!("loadstar-test-{}", random_suffix());
+        config.queue.rabbitmq_idle_queue_expiry_secs = 60;
     }
     config.payments.url = provider.url.clone();
     config.jobs.poll_interval_ms = 10;

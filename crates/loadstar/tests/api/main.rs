@@ -6,13 +6,17 @@
 
 mod harness;
 
+mod alerts;
 mod api_keys;
+mod claim_check;
 mod contract;
 mod errors;
 mod ops;
 mod orders;
 mod pipeline;
+mod product_imports;
 mod products;
 mod sessions;
 mod shutdown;
+mod trace_propagation;
 mod users;

@@ -297,28 +297,7 @@ async fn a_provider_that_keeps_failing_is_left_alone_by_the_circuit_breaker(back
         .contains("circuit open"));
 }
 
-macro_rules! pipeline_tests {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::harness::Backend::Sqlite).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::harness::Backend::Postgres).await;
-                }
-            )+
-        }
-    };
-}
-
-pipeline_tests!(
+crate::on_every_queue_backend!(
     a_placed_order_is_charged_once_and_becomes_paid,
     a_charge_that_keeps_failing_ends_payment_failed_and_an_admin_retry_pays_it,
     an_order_left_unpaid_is_cancelled_and_its_stock_returns,

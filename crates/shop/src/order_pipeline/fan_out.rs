@@ -1,14 +1,31 @@
 //! `order.paid` and its subscribers: `inventory.commit`, `analytics.record`, and (when the
 //! order has a callback URL) `notification.callback`.
+//!
+//! The fan-out is publish/subscribe ([`loadstar_jobs::Topics`]): the `order.paid` handler
+//! publishes the event to the topic of the same name, whose subscribers are declared in
+//! [`order_paid_topic`] and may be extended in configuration
+//! (`[jobs.topics."order.paid"] queues = [...]`). Each built-in subscriber gets its own view of the event; a subscriber
+//! from configuration gets the `order.paid` message itself.
 
 use super::payment_charge::database_error;
-use super::{decode, enqueue_in, job_for, PipelineContext, EVENTS_QUEUE};
-use crate::messages::{v1, ANALYTICS_RECORD, INVENTORY_COMMIT, ORDER_PAID};
+use super::{decode, job_for, PipelineContext, EVENTS_QUEUE};
+use crate::messages::{v1, ANALYTICS_RECORD, INVENTORY_COMMIT, NOTIFICATION_CALLBACK, ORDER_PAID};
 use async_trait::async_trait;
 use loadstar_core::{Id, Timestamp};
-use loadstar_jobs::{HandlerError, JobHandler, LeasedJob, RetryPolicy, WorkerPool};
+use loadstar_jobs::{
+    HandlerError, JobHandler, LeasedJob, RetryPolicy, Subscription, Topics, WorkerPool,
+};
 use loadstar_store::sql::query;
 use std::sync::Arc;
+
+/// The `order.paid` topic's built-in subscribers, all on the events queue.
+pub(super) fn order_paid_topic() -> Topics {
+    [INVENTORY_COMMIT, ANALYTICS_RECORD, NOTIFICATION_CALLBACK]
+        .into_iter()
+        .fold(Topics::default(), |topics, kind| {
+            topics.subscribe(ORDER_PAID, Subscription::queue(EVENTS_QUEUE).as_kind(kind))
+        })
+}
 
 pub(super) fn register(
     pool: WorkerPool,
@@ -37,7 +54,9 @@ pub(super) fn register(
     )
 }
 
-/// Publishes one job per subscriber, all in one transaction, each with a unique key.
+/// Publishes the event to the `order.paid` topic: one job per subscriber, all in one
+/// transaction, each with a unique key derived from the order id (a redelivered
+/// `order.paid` publishes nothing twice).
 struct OrderPaid {
     context: Arc<PipelineContext>,
 }
@@ -69,10 +88,10 @@ impl JobHandler for OrderPaid {
             currency: paid.currency.clone(),
             at_unix_micros: paid.paid_at_unix_micros,
         };
-        let mut jobs = vec![
-            job_for(state, EVENTS_QUEUE, paid.order_id, &inventory),
-            job_for(state, EVENTS_QUEUE, paid.order_id, &analytics),
-        ];
+        let inventory = job_for(state, EVENTS_QUEUE, paid.order_id, &inventory);
+        let analytics = job_for(state, EVENTS_QUEUE, paid.order_id, &analytics);
+        let event = job_for(state, EVENTS_QUEUE, paid.order_id, &paid);
+        let mut callback = None;
         if let Some(url) = &order.callback_url {
             let body = serde_json::to_vec(&serde_json::json!({
                 "event": ORDER_PAID,
@@ -80,20 +99,32 @@ impl JobHandler for OrderPaid {
                 "chargeId": paid.charge_id,
             }))
             .map_err(|error| HandlerError::new(error.to_string()))?;
-            let callback = v1::NotificationCallback {
+            let message = v1::NotificationCallback {
                 order_id: paid.order_id,
                 callback_url: url.clone(),
                 event: ORDER_PAID.to_owned(),
                 body,
             };
-            jobs.push(job_for(state, EVENTS_QUEUE, paid.order_id, &callback));
+            callback = Some(job_for(state, EVENTS_QUEUE, paid.order_id, &message));
         }
         let mut tx = state.db.writer().begin().await.map_err(database_error)?;
-        for job in jobs {
-            enqueue_in(state, &mut tx, job)
-                .await
-                .map_err(|error| HandlerError::new(error.to_string()))?;
-        }
+        self.context
+            .topics
+            .publish_each(
+                state.jobs.as_ref(),
+                &mut tx,
+                ORDER_PAID,
+                &paid.order_id.to_string(),
+                |subscription| match subscription.kind.as_deref() {
+                    Some(INVENTORY_COMMIT) => Some(inventory.clone()),
+                    Some(ANALYTICS_RECORD) => Some(analytics.clone()),
+                    // Without a callback URL there is no one to notify.
+                    Some(NOTIFICATION_CALLBACK) => callback.clone(),
+                    _ => Some(event.clone()),
+                },
+            )
+            .await
+            .map_err(|error| HandlerError::new(error.to_string()))?;
         tx.commit().await.map_err(database_error)?;
         Ok(())
     }

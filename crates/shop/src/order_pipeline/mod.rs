@@ -39,20 +39,27 @@ pub const EVENTS_QUEUE: &str = "events";
 /// How long a follow-up job's unique key dedupes repeats: longer than any retry schedule.
 const UNIQUE_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
-/// Every queue the pipeline uses; the default worker pool serves them all.
+/// Every queue the shop uses; the default worker pool serves them all.
 pub fn queues() -> Vec<String> {
-    [PAYMENTS_QUEUE, ORDERS_QUEUE, EVENTS_QUEUE]
-        .map(str::to_owned)
-        .to_vec()
+    [
+        PAYMENTS_QUEUE,
+        ORDERS_QUEUE,
+        EVENTS_QUEUE,
+        crate::product_imports::CATALOG_QUEUE,
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
-/// A job carrying `message`, with the attempts its kind is configured for and a unique
-/// key so that enqueuing it twice for the same order yields one job.
+/// A job carrying `message`, with the attempts its kind is configured for, a unique key
+/// so that enqueuing it twice for the same order yields one job, and the trace of the
+/// request or job that enqueues it.
 fn job_for<M: ShopMessage>(state: &ShopState, queue: &str, order_id: i64, message: &M) -> NewJob {
     let policy = state.job_policies.policy(M::KIND);
     NewJob::new(queue, M::KIND, message.encode_to_vec())
         .with_max_attempts(policy.max_attempts)
         .with_unique_key(format!("{}:{order_id}", M::KIND), UNIQUE_WINDOW)
+        .with_current_trace()
 }
 
 async fn enqueue_in(
@@ -119,6 +126,7 @@ pub fn worker_pools(state: &ShopState, config: &Config) -> Vec<WorkerPool> {
             let pool = payment_charge::register(pool, &context, policy);
             let pool = fan_out::register(pool, &context, policy);
             let pool = notification::register(pool, &context, policy);
+            let pool = crate::product_imports::register(pool, state, policy);
             order_expiry::register(pool, &context, policy)
         })
         .collect()
@@ -133,6 +141,8 @@ pub(crate) struct PipelineContext {
     /// Shared by every charge in this process: a failing provider is left alone.
     pub payments_breaker: CircuitBreaker,
     pub signing_secret: String,
+    /// Publish/subscribe topics: `order.paid`'s built-in subscribers plus `[jobs.topics]`.
+    pub topics: loadstar_jobs::Topics,
 }
 
 impl PipelineContext {
@@ -148,6 +158,8 @@ impl PipelineContext {
                 Duration::from_secs(config.payments.breaker_open_secs),
             ),
             signing_secret: config.notifications.signing_secret.clone(),
+            topics: fan_out::order_paid_topic()
+                .merge(loadstar_jobs::Topics::from_config(&config.jobs.topics)),
         }
     }
 }

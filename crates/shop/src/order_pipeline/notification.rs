@@ -7,9 +7,7 @@
 use super::{decode, PipelineContext};
 use crate::messages::{v1, NOTIFICATION_CALLBACK};
 use async_trait::async_trait;
-use hmac::{Hmac, Mac};
 use loadstar_jobs::{HandlerError, JobHandler, LeasedJob, RetryPolicy, WorkerPool};
-use sha2::Sha256;
 use std::sync::Arc;
 
 pub(super) fn register(
@@ -26,14 +24,10 @@ pub(super) fn register(
     )
 }
 
-/// The signature header value for `body` sent at `timestamp` (Unix seconds).
+/// The signature header value for `body` sent at `timestamp` (Unix seconds): the scheme
+/// every loadstar webhook uses ([`loadstar_jobs::webhook_signature`]).
 pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+    loadstar_jobs::webhook_signature(secret, timestamp, body)
 }
 
 struct NotificationCallback {

@@ -1,0 +1,159 @@
+//! The statements the RabbitMQ backend adds to the SQL job ledger.
+//!
+//! The ledger (`jobs`, `job_attempts`, `job_unique_keys`) is the same as the SQL backend's,
+//! and is the truth about every job. The broker carries deliveries: a job row is its own
+//! outbox entry while it is `available` and no message exists for its next attempt
+//! (`dispatched_attempt <= attempt`); the relay publishes it with a confirm and then
+//! records `dispatched_attempt = attempt + 1`. A received message leases the job only if
+//! the ledger still expects exactly that attempt, so duplicates, stale redeliveries and
+//! messages for jobs already finished are recognised and dropped.
+
+use super::message::Dispatch;
+use crate::error::JobError;
+use crate::model::LeasedJob;
+use crate::sql_queue::{leased_from_row, LEASED_COLUMNS};
+use loadstar_core::{Id, Timestamp};
+use loadstar_store::sql::{query, Any, Row, Transaction};
+
+/// An earlier job with the same ordering key is still to run or running.
+const ORDERING_BLOCKED: &str =
+    "EXISTS (SELECT 1 FROM jobs p WHERE p.ordering_key = j.ordering_key \
+    AND p.id < j.id AND p.state IN ('available', 'running'))";
+
+/// Due jobs that have no message for their next attempt, best priority first. On
+/// PostgreSQL `row_locking` is `FOR UPDATE SKIP LOCKED`, so relays in several processes
+/// publish disjoint rows.
+pub(crate) async fn due_for_dispatch(
+    tx: &mut Transaction<'static, Any>,
+    now: Timestamp,
+    limit: u32,
+    row_locking: &str,
+) -> Result<Vec<Dispatch>, JobError> {
+    let rows = query(&format!(
+        "SELECT j.id, j.queue, j.kind, j.attempt, j.expires_at, j.trace_context FROM jobs j \
+         WHERE j.state = 'available' AND COALESCE(j.dispatched_attempt, 0) <= j.attempt \
+           AND j.run_at <= $1 AND (j.ordering_key IS NULL OR NOT {ORDERING_BLOCKED}) \
+         ORDER BY j.priority DESC, j.run_at, j.id LIMIT $2 {row_locking}"
+    ))
+    .bind(now.unix_micros())
+    .bind(i64::from(limit))
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let attempt: i64 = row.try_get("attempt")?;
+            let expires_at: Option<i64> = row.try_get("expires_at")?;
+            Ok(Dispatch {
+                job_id: Id::from_i64(row.try_get("id")?),
+                queue: row.try_get("queue")?,
+                kind: row.try_get("kind")?,
+                attempt: u32::try_from(attempt + 1).unwrap_or(u32::MAX),
+                expires_in_ms: expires_at.map(|at| {
+                    u64::try_from((at - now.unix_micros()) / 1000)
+                        .unwrap_or(0)
+                        .max(1)
+                }),
+                trace_context: row.try_get("trace_context")?,
+            })
+        })
+        .collect()
+}
+
+/// Records that a confirmed message exists for the next attempt of each of `ids`.
+pub(crate) async fn mark_dispatched(
+    tx: &mut Transaction<'static, Any>,
+    ids: &[Id],
+) -> Result<(), JobError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "UPDATE jobs SET dispatched_attempt = attempt + 1 WHERE id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut statement = query(&sql);
+    for id in ids {
+        statement = statement.bind(id.as_i64());
+    }
+    statement.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Leases each job of `attempts` (job id, attempt its message delivers) to `worker`, in
+/// one statement, where the ledger expects exactly that attempt next and the job may
+/// start now (due, not expired, not behind an earlier job with its ordering key). Jobs
+/// not leased are absent from the answer.
+pub(crate) async fn lease_delivered(
+    tx: &mut Transaction<'static, Any>,
+    attempts: &[(Id, u32)],
+    worker: &str,
+    lease_until: Timestamp,
+    now: Timestamp,
+) -> Result<Vec<LeasedJob>, JobError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    // $1-$3 as named below, then one (id, attempt) pair per message.
+    let pairs: Vec<String> = (0..attempts.len())
+        .map(|n| format!("(${}, ${})", 4 + 2 * n, 5 + 2 * n))
+        .collect();
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = $1, worker = $2, \
+           started_at = $3, updated_at = $3 \
+         WHERE state = 'available' AND run_at <= $3 AND (expires_at IS NULL OR expires_at > $3) \
+           AND (id, attempt + 1) IN (VALUES {}) \
+           AND id IN (SELECT j.id FROM jobs j WHERE j.state = 'available' \
+                      AND (j.ordering_key IS NULL OR NOT {ORDERING_BLOCKED})) \
+         RETURNING {LEASED_COLUMNS}",
+        pairs.join(", ")
+    );
+    let mut statement = query(&sql)
+        .bind(lease_until.unix_micros())
+        .bind(worker)
+        .bind(now.unix_micros());
+    for (id, attempt) in attempts {
+        statement = statement.bind(id.as_i64()).bind(i64::from(*attempt));
+    }
+    let rows = statement.fetch_all(&mut **tx).await?;
+    rows.iter().map(leased_from_row).collect()
+}
+
+/// A message for `attempt` of job `id` was dropped without leasing it: if the job still
+/// waits for that attempt, let the relay publish it again once it can start.
+pub(crate) async fn redispatch(
+    db: &loadstar_store::Database,
+    id: Id,
+    attempt: u32,
+) -> Result<(), JobError> {
+    query(
+        "UPDATE jobs SET dispatched_attempt = attempt \
+         WHERE id = $1 AND state = 'available' AND dispatched_attempt = $2",
+    )
+    .bind(id.as_i64())
+    .bind(i64::from(attempt))
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// The broker let the message of job `id` expire: the job is dead if its time to live
+/// has passed by the ledger's clock too. `false` if it has not (clocks disagree), so the
+/// caller publishes it again.
+pub(crate) async fn expire(
+    db: &loadstar_store::Database,
+    id: Id,
+    now: Timestamp,
+) -> Result<bool, JobError> {
+    let expired = query(
+        "UPDATE jobs SET state = 'dead', finished_at = $2, updated_at = $2, \
+           last_error = 'expired before a worker started it' \
+         WHERE id = $1 AND state = 'available' AND expires_at IS NOT NULL AND expires_at <= $2",
+    )
+    .bind(id.as_i64())
+    .bind(now.unix_micros())
+    .execute(db.writer())
+    .await?
+    .rows_affected();
+    Ok(expired > 0)
+}
