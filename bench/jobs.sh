@@ -7,7 +7,9 @@
 #   bench/jobs.sh                     # defaults below
 #   JOBS=20000 LATENCY_SECS=5 bench/jobs.sh
 #
-# Loopback only (PostgreSQL on 127.0.0.1 via scripts/postgres.sh); every phase of every
+# Loopback only (PostgreSQL on 127.0.0.1 via scripts/postgres.sh, RabbitMQ via
+# scripts/rabbitmq.sh; the RabbitMQ backend keeps its ledger in a scratch PostgreSQL
+# database and its queues expire after the run); every phase of every
 # backend is bounded by PHASE_TIMEOUT_SECS and the whole backend run by RUN_TIMEOUT_SECS.
 # A scratch database per backend and run is created and dropped. Prints a Markdown table
 # and writes it to bench/results/jobs-<date>.md.
@@ -25,7 +27,7 @@ RATE=${RATE:-200}              # latency phase: jobs/s, one enqueue each
 LATENCY_SECS=${LATENCY_SECS:-10}
 PHASE_TIMEOUT_SECS=${PHASE_TIMEOUT_SECS:-300}
 RUN_TIMEOUT_SECS=${RUN_TIMEOUT_SECS:-900}
-BACKENDS=${BACKENDS:-"sqlite postgres"}
+BACKENDS=${BACKENDS:-"sqlite postgres rabbitmq"}
 
 SCRATCH=()
 ADMIN_URL=""
@@ -50,6 +52,15 @@ case "$ADMIN_URL" in
     *) echo "refusing a PostgreSQL that is not on loopback: $ADMIN_URL" >&2; exit 1 ;;
 esac
 
+RABBITMQ_URL=""
+if [[ " $BACKENDS " == *" rabbitmq "* ]]; then
+    RABBITMQ_URL=$(bash scripts/rabbitmq.sh | tail -n 1)
+    case "$RABBITMQ_URL" in
+        amqp://*@127.0.0.1:*) ;;
+        *) echo "refusing a RabbitMQ that is not on loopback: $RABBITMQ_URL" >&2; exit 1 ;;
+    esac
+fi
+
 # A fresh database for one backend of this run, its URL left in SCRATCH_URL (not printed:
 # a command substitution would run this in a subshell and lose SCRATCH).
 scratch_database() {
@@ -65,7 +76,8 @@ for backend in $BACKENDS; do
     if [[ "$backend" != sqlite ]]; then scratch_database "$backend"; url=$SCRATCH_URL; fi
     echo "running $backend" >&2
     ROWS+=("$(timeout "$RUN_TIMEOUT_SECS" "$LOADTEST" jobs --backend "$backend" \
-        ${url:+--database-url "$url"} --jobs "$JOBS" --enqueuers "$ENQUEUERS" --batch "$BATCH" \
+        ${url:+--database-url "$url"} \
+        ${RABBITMQ_URL:+--rabbitmq-url "$RABBITMQ_URL"} --jobs "$JOBS" --enqueuers "$ENQUEUERS" --batch "$BATCH" \
         --pools "$POOLS" --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" \
         --rate "$RATE" --latency-secs "$LATENCY_SECS" --phase-timeout-secs "$PHASE_TIMEOUT_SECS")")
 done

@@ -171,10 +171,15 @@ impl SqlJobQueue {
         &self.clock
     }
 
-    /// [`SqlJobQueue::sweep`] in its own transaction.
+    /// [`SqlJobQueue::sweep`] in its own transaction, at most once per [`SWEEP_INTERVAL`]
+    /// (as the SQL fetch does).
     pub(crate) async fn sweep_queue(&self, queue: &str) -> Result<(), JobError> {
+        let now = self.clock.now();
+        if !self.sweep_due(queue, now) {
+            return Ok(());
+        }
         let mut tx = self.db.writer().begin().await?;
-        self.sweep(&mut tx, queue, self.clock.now()).await?;
+        self.sweep(&mut tx, queue, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! `loadstar-loadtest`: load scenarios against loadstar's infrastructure and the report
 //! they produce. `bench/` scripts run it; results are recorded in `docs/performance.md`.
 //!
-//! `loadstar-loadtest jobs --backend sqlite|postgres` drives the real `SqlJobQueue` and
-//! `WorkerPool` with a no-op handler in three phases (bulk enqueue, drain a pre-filled
+//! `loadstar-loadtest jobs --backend sqlite|postgres|rabbitmq` drives the real queue
+//! backends (`SqlJobQueue`, `RabbitJobQueue`) and `WorkerPool` with a no-op handler in three phases (bulk enqueue, drain a pre-filled
 //! queue, enqueue-to-start latency at a steady rate) and prints one Markdown table row.
 //! A backend enters through [`backends::open`], which turns a name into a
 //! [`bench_target::BenchTarget`] around any `Arc<dyn JobQueue>`.
@@ -44,6 +44,9 @@ struct JobsArgs {
     /// PostgreSQL URL of a scratch database (required for postgres; it is migrated).
     #[arg(long, env = "LOADSTAR_BENCH_DATABASE_URL")]
     database_url: Option<String>,
+    /// AMQP URL of the broker (required for rabbitmq).
+    #[arg(long, env = "LOADSTAR_BENCH_RABBITMQ_URL")]
+    rabbitmq_url: Option<String>,
     /// Where the SQLite file goes (a fresh temporary directory if not given).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -87,13 +90,15 @@ async fn main() -> anyhow::Result<()> {
                 std::env::temp_dir().join(format!("loadstar-loadtest-{}", std::process::id()));
             let data_dir = args.data_dir.clone().unwrap_or_else(|| scratch.clone());
             std::fs::create_dir_all(&data_dir)?;
-            let target = backends::open(
-                args.backend,
-                args.database_url.as_deref(),
-                args.connections,
-                &data_dir,
-            )
-            .await?;
+            let slots = args.pools.saturating_mul(args.concurrency);
+            let stores = backends::Stores {
+                database_url: args.database_url.as_deref(),
+                rabbitmq_url: args.rabbitmq_url.as_deref(),
+                max_connections: args.connections,
+                data_dir: &data_dir,
+                prefetch: u16::try_from(slots.saturating_mul(2)).unwrap_or(u16::MAX),
+            };
+            let target = backends::open(args.backend, &stores).await?;
             let settings = jobs_benchmark::JobsBenchSettings {
                 jobs: args.jobs,
                 enqueuers: args.enqueuers,
