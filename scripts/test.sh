@@ -6,31 +6,32 @@
 # PostgreSQL is running and provides it; set LOADSTAR_TEST_SKIP_POSTGRES=1 to
 # skip that (tests that need PostgreSQL then decide for themselves what to do).
 # Likewise LOADSTAR_TEST_RABBITMQ_URL names the broker of the RabbitMQ job-queue
-# tests; scripts/rabbitmq.sh provides it unless LOADSTAR_TEST_SKIP_RABBITMQ=1.
+# tests (scripts/rabbitmq.sh provides it unless LOADSTAR_TEST_SKIP_RABBITMQ=1) and
+# LOADSTAR_TEST_REDIS_URL the Redis of the cache tests (scripts/redis.sh, unless
+# LOADSTAR_TEST_SKIP_REDIS=1).
 #
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh -p shop -- --nocapture`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if [[ -z "${LOADSTAR_TEST_DATABASE_URL:-}" && "${LOADSTAR_TEST_SKIP_POSTGRES:-0}" != 1 ]]; then
-    pg_out="$(bash scripts/postgres.sh)"
-    LOADSTAR_TEST_DATABASE_URL="$(tail -n 1 <<<"$pg_out")"
-    [[ -n "$LOADSTAR_TEST_DATABASE_URL" ]] || { echo "test.sh: scripts/postgres.sh printed no URL" >&2; exit 1; }
-fi
-if [[ -z "${LOADSTAR_TEST_RABBITMQ_URL:-}" && "${LOADSTAR_TEST_SKIP_RABBITMQ:-0}" != 1 ]]; then
-    rabbit_out="$(bash scripts/rabbitmq.sh)"
-    LOADSTAR_TEST_RABBITMQ_URL="$(tail -n 1 <<<"$rabbit_out")"
-    [[ -n "$LOADSTAR_TEST_RABBITMQ_URL" ]] || { echo "test.sh: scripts/rabbitmq.sh printed no URL" >&2; exit 1; }
-fi
-if [[ -n "${LOADSTAR_TEST_RABBITMQ_URL:-}" ]]; then
-    export LOADSTAR_TEST_RABBITMQ_URL
-    echo "test.sh: LOADSTAR_TEST_RABBITMQ_URL=${LOADSTAR_TEST_RABBITMQ_URL}" >&2
-fi
-if [[ -n "${LOADSTAR_TEST_DATABASE_URL:-}" ]]; then
-    export LOADSTAR_TEST_DATABASE_URL
-    echo "test.sh: LOADSTAR_TEST_DATABASE_URL=${LOADSTAR_TEST_DATABASE_URL}" >&2
-fi
+# provide VAR SKIP_VAR SCRIPT: unless VAR is set or SKIP_VAR=1, run SCRIPT (which starts
+# the service when absent) and take the URL it prints last; export VAR when set.
+provide() {
+    local var="$1" skip="$2" script="$3" out
+    if [[ -z "${!var:-}" && "${!skip:-0}" != 1 ]]; then
+        out="$(bash "$script")"
+        printf -v "$var" '%s' "$(tail -n 1 <<<"$out")"
+        [[ -n "${!var}" ]] || { echo "test.sh: $script printed no URL" >&2; exit 1; }
+    fi
+    if [[ -n "${!var:-}" ]]; then
+        export "${var?}"
+        echo "test.sh: ${var}=${!var}" >&2
+    fi
+}
+provide LOADSTAR_TEST_DATABASE_URL LOADSTAR_TEST_SKIP_POSTGRES scripts/postgres.sh
+provide LOADSTAR_TEST_RABBITMQ_URL LOADSTAR_TEST_SKIP_RABBITMQ scripts/rabbitmq.sh
+provide LOADSTAR_TEST_REDIS_URL LOADSTAR_TEST_SKIP_REDIS scripts/redis.sh
 
 # Each PostgreSQL test creates its own database; drop the ones earlier runs left behind.
 if [[ -n "${LOADSTAR_TEST_DATABASE_URL:-}" ]] && command -v psql >/dev/null 2>&1; then

@@ -1,0 +1,25 @@
+//! The cache layer: an in-process tier in front of Redis.
+//!
+//! - [`TwoTierCache`] is what the application uses: `get`, `set` (write-through to both
+//!   tiers), `delete`, and `get_or_load` (cache-aside with single flight: concurrent
+//!   misses of a key in one process cause one load). TTLs carry jitter so keys written
+//!   together do not expire together.
+//! - The in-process tier is moka (TinyLFU admission, like Caffeine), bounded by the bytes
+//!   of its keys and values, each entry with its own TTL.
+//! - The Redis tier spreads keys over one or more nodes on a [`HashRing`] (consistent
+//!   hashing with virtual nodes: adding a node moves about 1/N of the keys). Every call
+//!   has a timeout of milliseconds and passes a circuit breaker, so a dead or slow Redis
+//!   is bypassed — reads fall through to the source — and used again once it answers.
+//!
+//! Issue 4 builds on this: invalidation broadcast across nodes, leases against stampedes
+//! across nodes, write-back counters, and the shop's reads behind it.
+
+mod error;
+mod hash_ring;
+mod local_tier;
+mod redis_tier;
+mod two_tier;
+
+pub use error::CacheError;
+pub use hash_ring::{HashRing, VIRTUAL_NODES};
+pub use two_tier::{CacheSettings, TwoTierCache};
