@@ -11,15 +11,20 @@
 //!   has a timeout of milliseconds and passes a circuit breaker, so a dead or slow Redis
 //!   is bypassed — reads fall through to the source — and used again once it answers.
 //!
-//! Issue 4 builds on this: invalidation broadcast across nodes, leases against stampedes
-//! across nodes, write-back counters, and the shop's reads behind it.
+//! - Writes broadcast an invalidation over Redis pub/sub, so every other node evicts its
+//!   in-process copy (and a node that lost its subscription starts cold).
+//!
+//! Issue 4 builds on this: versioned values against racing reads, leases against
+//! stampedes across nodes, write-back counters, and the shop's reads behind it.
 
 mod error;
 mod hash_ring;
+mod invalidation;
 mod local_tier;
 mod redis_tier;
 mod two_tier;
 
 pub use error::CacheError;
 pub use hash_ring::{HashRing, VIRTUAL_NODES};
+pub use invalidation::CHANNEL as INVALIDATION_CHANNEL;
 pub use two_tier::{CacheSettings, TwoTierCache};

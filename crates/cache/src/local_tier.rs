@@ -63,6 +63,11 @@ impl LocalTier {
         self.entries.invalidate(key).await;
     }
 
+    /// Forgets everything (after a gap in invalidations).
+    pub(crate) fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+
     /// Loads `key` once however many callers miss it at the same time: the others wait
     /// for that load and share its result (single flight).
     pub(crate) async fn get_or_try_load<F, E>(

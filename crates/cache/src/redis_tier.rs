@@ -68,6 +68,25 @@ impl RedisTier {
         .await
     }
 
+    /// Tells every subscriber of the node that owns `key` that `key` changed.
+    pub(crate) async fn publish_invalidation(
+        &self,
+        key: &str,
+        message: String,
+    ) -> Result<(), CacheError> {
+        self.call(key, move |mut connection, _key| async move {
+            connection
+                .publish::<_, _, ()>(crate::invalidation::CHANNEL, message)
+                .await
+        })
+        .await
+    }
+
+    /// A client per node, for the invalidation subscriptions.
+    pub(crate) fn clients(&self) -> impl Iterator<Item = &redis::Client> {
+        self.nodes.iter().map(|node| &node.client)
+    }
+
     pub(crate) async fn delete(&self, key: &str) -> Result<(), CacheError> {
         self.call(key, |mut connection, key| async move {
             connection.del::<_, ()>(key).await

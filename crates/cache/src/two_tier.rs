@@ -1,11 +1,14 @@
 //! The cache the application uses: the in-process tier in front of the Redis tier.
 
 use crate::error::CacheError;
+use crate::invalidation;
 use crate::local_tier::{Entry, LocalTier};
 use crate::redis_tier::RedisTier;
 use bytes::Bytes;
 use std::future::Future;
 use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// How a [`TwoTierCache`] is built.
 #[derive(Debug, Clone)]
@@ -39,9 +42,17 @@ pub struct TwoTierCache {
     local: LocalTier,
     redis: Option<RedisTier>,
     ttl_jitter: f64,
+    /// This cache among its peers, so it ignores its own invalidations.
+    origin: String,
+    /// One flag per Redis node: listening for invalidations.
+    subscribed: Vec<watch::Receiver<bool>>,
+    /// Ends the subscriptions when the cache is dropped.
+    _stop: DropGuard,
 }
 
 impl TwoTierCache {
+    /// Builds the tiers; with Redis, subscribes to invalidations on every node (in the
+    /// background: see [`TwoTierCache::wait_until_subscribed`]). Needs a Tokio runtime.
     pub fn new(settings: &CacheSettings) -> Result<Self, CacheError> {
         let redis = if settings.redis_urls.is_empty() {
             None
@@ -51,11 +62,45 @@ impl TwoTierCache {
                 settings.redis_timeout,
             )?)
         };
+        let local = LocalTier::new(settings.local_max_bytes);
+        let origin = format!("{:016x}", rand::random::<u64>());
+        let stop = CancellationToken::new();
+        let mut subscribed = Vec::new();
+        for client in redis.iter().flat_map(RedisTier::clients) {
+            let (sender, receiver) = watch::channel(false);
+            subscribed.push(receiver);
+            tokio::spawn(invalidation::listen(
+                client.clone(),
+                origin.clone(),
+                local.clone(),
+                sender,
+                stop.clone(),
+            ));
+        }
         Ok(Self {
-            local: LocalTier::new(settings.local_max_bytes),
+            local,
             redis,
             ttl_jitter: settings.ttl_jitter.clamp(0.0, 1.0),
+            origin,
+            subscribed,
+            _stop: stop.drop_guard(),
         })
+    }
+
+    /// Waits until this cache hears invalidations from every Redis node, up to
+    /// `timeout`; `false` if it does not by then. Until it does, other nodes' writes may
+    /// not evict this node's in-process copies.
+    pub async fn wait_until_subscribed(&self, timeout: Duration) -> bool {
+        let all = async {
+            for flag in &self.subscribed {
+                let mut flag = flag.clone();
+                if flag.wait_for(|listening| *listening).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(timeout, all).await.unwrap_or(false)
     }
 
     /// The cached value of `key`, from the nearest tier that has it.
@@ -73,25 +118,35 @@ impl TwoTierCache {
         }
     }
 
-    /// Stores `value` in every tier for about `ttl` (write-through).
+    /// Stores `value` in every tier for about `ttl` (write-through), and evicts older
+    /// copies from the other nodes' in-process tiers.
     pub async fn set(&self, key: &str, value: Bytes, ttl: Duration) {
         let ttl = self.jittered(ttl);
         if let Some(redis) = &self.redis {
             if let Err(error) = redis.set(key, value.clone(), ttl).await {
                 tracing::debug!(key, error = %error, "redis tier bypassed on write");
             }
+            self.broadcast(redis, key).await;
         }
         self.local.insert(key, value, ttl).await;
     }
 
-    /// Removes `key` from every tier.
+    /// Removes `key` from every tier of every node.
     pub async fn delete(&self, key: &str) {
         if let Some(redis) = &self.redis {
             if let Err(error) = redis.delete(key).await {
                 tracing::warn!(key, error = %error, "redis tier unreachable on delete; its copy expires with its ttl");
             }
+            self.broadcast(redis, key).await;
         }
         self.local.remove(key).await;
+    }
+
+    async fn broadcast(&self, redis: &RedisTier, key: &str) {
+        let message = invalidation::message(&self.origin, key);
+        if let Err(error) = redis.publish_invalidation(key, message).await {
+            tracing::warn!(key, error = %error, "cannot broadcast an invalidation; other nodes keep their copy until its ttl");
+        }
     }
 
     /// Cache-aside: the cached value, or `load`'s, stored in both tiers for `ttl`.

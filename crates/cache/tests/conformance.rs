@@ -126,6 +126,44 @@ async fn a_value_written_by_one_node_is_read_by_another(settings: CacheSettings)
     assert_eq!(loaded.as_ref(), b"fresh");
 }
 
+/// Redis only: after a write on node A, node B drops its in-process copy and serves the
+/// new value; after a delete on A, B serves nothing.
+async fn a_write_on_one_node_evicts_the_copies_of_the_others(settings: CacheSettings) {
+    let a = TwoTierCache::new(&settings).unwrap();
+    let b = TwoTierCache::new(&settings).unwrap();
+    assert!(
+        b.wait_until_subscribed(Duration::from_secs(10)).await,
+        "node B listens for invalidations"
+    );
+    let key = key("product:9");
+    a.set(&key, Bytes::from_static(b"v1"), TTL).await;
+    assert_eq!(
+        b.get(&key).await.as_deref(),
+        Some(&b"v1"[..]),
+        "now in B's own tier"
+    );
+
+    let written = Instant::now();
+    a.set(&key, Bytes::from_static(b"v2"), TTL).await;
+    eventually(&b, &key, Some(&b"v2"[..])).await;
+    eprintln!(
+        "node B served the update {:?} after node A wrote it",
+        written.elapsed()
+    );
+
+    a.delete(&key).await;
+    eventually(&b, &key, None).await;
+}
+
+/// Polls `cache` until `key` reads `expected` (deadline 10 s).
+async fn eventually(cache: &TwoTierCache, key: &str, expected: Option<&[u8]>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.get(key).await.as_deref() != expected {
+        assert!(Instant::now() < deadline, "{key} never read {expected:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await; // poll interval, bounded above
+    }
+}
+
 /// Runs each case as `local::<case>` and `redis::<case>`; `redis_only` cases as
 /// `redis::<case>` alone.
 macro_rules! cache_suite {
@@ -167,5 +205,8 @@ cache_suite!(
         concurrent_misses_of_one_key_load_it_once,
         a_failed_load_is_reported_and_not_cached,
     ],
-    redis_only: [a_value_written_by_one_node_is_read_by_another],
+    redis_only: [
+        a_value_written_by_one_node_is_read_by_another,
+        a_write_on_one_node_evicts_the_copies_of_the_others,
+    ],
 );
