@@ -1,37 +1,16 @@
 //! Alerts through the whole application: a charge whose policy is `alert` fails for good,
 //! stays in the error queue, and a signed webhook reaches the configured receiver.
 
-use crate::harness::{spawn_app_with_workers, Backend, TestPaymentProvider};
-use axum::http::HeaderMap;
+use crate::harness::{
+    spawn_app_with_workers, webhook_timestamp, Backend, TestPaymentProvider, TestWebhookReceiver,
+};
 use loadstar_core::config::OnExhausted;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-type Received = Arc<Mutex<Vec<(HeaderMap, String)>>>;
-
-async fn receiver() -> (String, Received) {
-    let received: Received = Arc::default();
-    let sink = Arc::clone(&received);
-    let app = axum::Router::new().route(
-        "/alerts",
-        axum::routing::post(move |headers: HeaderMap, body: String| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock().unwrap().push((headers, body));
-                StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
-}
 
 async fn a_charge_with_the_alert_policy_that_fails_for_good_sends_a_signed_alert(backend: Backend) {
-    let (url, received) = receiver().await;
+    let alerts = TestWebhookReceiver::start().await;
+    let url = alerts.url.clone();
     let provider = TestPaymentProvider::start().await;
     provider.set_failure_rate(1.0).await;
     let Some(app) = spawn_app_with_workers(backend, &provider, |config| {
@@ -56,20 +35,10 @@ async fn a_charge_with_the_alert_policy_that_fails_for_good_sends_a_signed_alert
         .await;
     assert_eq!(placed.status(), StatusCode::CREATED);
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while received.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "no alert arrived");
-        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded above
-    }
-    let (headers, body) = received.lock().unwrap().remove(0);
-    let timestamp: i64 = headers["loadstar-timestamp"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (headers, body) = alerts.first().await;
     assert_eq!(
         headers["loadstar-signature"].to_str().unwrap(),
-        loadstar_jobs::webhook_signature("whsec_ops", timestamp, body.as_bytes())
+        loadstar_jobs::webhook_signature("whsec_ops", webhook_timestamp(&headers), body.as_bytes())
     );
     let alert: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(alert["kind"], "payment.charge");

@@ -452,3 +452,54 @@ pub async fn spawn_app_with_workers(
         .with_workers();
     Some(start(application, config, backend))
 }
+
+/// An HTTP endpoint on a free port that records every POST (webhooks, alerts).
+pub struct TestWebhookReceiver {
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+}
+
+impl TestWebhookReceiver {
+    pub async fn start() -> Self {
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&received);
+        let app = axum::Router::new().route(
+            "/hooks",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let sink = std::sync::Arc::clone(&sink);
+                async move {
+                    sink.lock().unwrap().push((headers, body));
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, received }
+    }
+
+    /// How many requests arrived so far.
+    pub fn len(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    /// The first request, waiting for it up to 30 s.
+    pub async fn first(&self) -> (axum::http::HeaderMap, String) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.len() == 0 {
+            assert!(std::time::Instant::now() < deadline, "no webhook arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded above
+        }
+        self.received.lock().unwrap()[0].clone()
+    }
+}
+
+/// The `loadstar-timestamp` a signed webhook carries.
+pub fn webhook_timestamp(headers: &axum::http::HeaderMap) -> i64 {
+    headers["loadstar-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

@@ -1,6 +1,9 @@
 //! The order pipeline end to end: API → job queue → workers → payment provider simulator.
 
-use crate::harness::{spawn_app_with_workers, Backend, TestApp, TestPaymentProvider, TestUser};
+use crate::harness::{
+    spawn_app_with_workers, webhook_timestamp, Backend, TestApp, TestPaymentProvider, TestUser,
+    TestWebhookReceiver,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -175,26 +178,8 @@ async fn an_order_left_unpaid_is_cancelled_and_its_stock_returns(backend: Backen
 }
 
 async fn a_paid_order_fans_out_to_inventory_analytics_and_a_signed_callback(backend: Backend) {
-    use axum::routing::post;
-    let received = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<(
-        axum::http::HeaderMap,
-        String,
-    )>::new()));
-    let sink = std::sync::Arc::clone(&received);
-    let receiver = axum::Router::new().route(
-        "/hooks",
-        post(move |headers: axum::http::HeaderMap, body: String| {
-            let sink = std::sync::Arc::clone(&sink);
-            async move {
-                sink.lock().await.push((headers, body));
-                StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook_url = format!("http://{}/hooks", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, receiver).await });
-
+    let hooks = TestWebhookReceiver::start().await;
+    let hook_url = hooks.url.clone();
     let provider = TestPaymentProvider::start().await;
     let Some(app) = spawn_app_with_workers(backend, &provider, |config| {
         config.notifications.signing_secret = "whsec_test".to_owned();
@@ -231,7 +216,7 @@ async fn a_paid_order_fans_out_to_inventory_analytics_and_a_signed_callback(back
                 .fetch_one(app.database.writer())
                 .await
                 .unwrap();
-        let callbacks = received.lock().await.len();
+        let callbacks = hooks.len();
         if committed.is_some() && events == 1 && callbacks == 1 {
             break;
         }
@@ -241,15 +226,14 @@ async fn a_paid_order_fans_out_to_inventory_analytics_and_a_signed_callback(back
         );
         tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded above
     }
-    let (headers, body) = received.lock().await.remove(0);
-    let timestamp: i64 = headers["loadstar-timestamp"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (headers, body) = hooks.first().await;
     assert_eq!(
         headers["loadstar-signature"].to_str().unwrap(),
-        loadstar_shop::order_pipeline::signature("whsec_test", timestamp, body.as_bytes())
+        loadstar_shop::order_pipeline::signature(
+            "whsec_test",
+            webhook_timestamp(&headers),
+            body.as_bytes()
+        )
     );
     let payload: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(payload["event"], "order.paid");
