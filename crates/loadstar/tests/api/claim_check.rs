@@ -6,7 +6,6 @@ use crate::harness::{header, spawn_app_with_workers, Backend, TestPaymentProvide
 use loadstar_jobs::ClaimTicket;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
 
 /// Regular files under `dir`, recursively.
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -60,26 +59,7 @@ async fn an_import_too_big_for_a_queue_row_travels_through_object_storage(backen
         .expect("the row holds a claim ticket, not the payload");
     assert!(ticket.size > 256 * 1024, "payload of {} bytes", ticket.size);
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status: Value = app
-            .get_as(&admin.token, &location)
-            .await
-            .json()
-            .await
-            .unwrap();
-        match status["state"].as_str() {
-            Some("completed") => break,
-            Some("dead") => panic!("the import job died: {status}"),
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "import still {}",
-            status["state"]
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded above
-    }
+    app.wait_for_job(&admin, &location).await;
     let page: Value = app
         .get("/v1/products?limit=5&q=big-1499")
         .await

@@ -278,6 +278,31 @@ impl TestApp {
     }
 
     /// Creates a product as `admin` and returns its JSON.
+    /// Polls the job status at `location` (as `admin`) until `completed`, up to 30 s;
+    /// fails at once if the job died.
+    pub async fn wait_for_job(&self, admin: &TestUser, location: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let status: Value = self
+                .get_as(&admin.token, location)
+                .await
+                .json()
+                .await
+                .unwrap();
+            match status["state"].as_str() {
+                Some("completed") => return status,
+                Some("dead") => panic!("the job died: {status}"),
+                _ => {}
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job still {}",
+                status["state"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded above
+        }
+    }
+
     pub async fn product(&self, admin: &TestUser, price_cents: i64, stock: i64) -> Value {
         let sku = format!("sku-{}", random_suffix());
         let response = self

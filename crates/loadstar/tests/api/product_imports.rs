@@ -3,38 +3,13 @@
 
 use crate::harness::{
     assert_problem, error_fields, header, spawn_app_with_workers, Backend, TestApp,
-    TestPaymentProvider, TestUser,
+    TestPaymentProvider,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
 
 fn product(sku: &str, price_cents: i64) -> Value {
     json!({"sku": sku, "name": format!("Product {sku}"), "priceCents": price_cents, "currency": "EUR", "stock": 10})
-}
-
-/// Polls `location` (as `admin`) until the job is `completed`; fails on `dead`.
-async fn wait_until_completed(app: &TestApp, admin: &TestUser, location: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status: Value = app
-            .get_as(&admin.token, location)
-            .await
-            .json()
-            .await
-            .unwrap();
-        match status["state"].as_str() {
-            Some("completed") => return status,
-            Some("dead") => panic!("the import job died: {status}"),
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "import still {}",
-            status["state"]
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded above
-    }
 }
 
 async fn product_by_sku(app: &TestApp, sku: &str) -> Value {
@@ -88,7 +63,7 @@ async fn an_import_is_accepted_then_applied_and_repeating_it_changes_nothing(bac
     assert_eq!(accepted["statusUrl"], location.as_str());
     assert_eq!(accepted["job"]["kind"], "product.import");
 
-    let done = wait_until_completed(&app, &admin, &location).await;
+    let done = app.wait_for_job(&admin, &location).await;
     assert_eq!(done["attempt"], 1);
     let created = product_by_sku(&app, "imp-042").await;
     assert_eq!(created["priceCents"], 142);
@@ -105,7 +80,8 @@ async fn an_import_is_accepted_then_applied_and_repeating_it_changes_nothing(bac
         .post_json_as(&admin.token, "/v1/product-imports", &body)
         .await;
     assert_eq!(again.status(), StatusCode::ACCEPTED);
-    wait_until_completed(&app, &admin, &header(&again, "location").unwrap()).await;
+    app.wait_for_job(&admin, &header(&again, "location").unwrap())
+        .await;
     assert_eq!(
         etag_of(&app, &replaced).await,
         "\"v2\"",
