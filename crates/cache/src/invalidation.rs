@@ -7,7 +7,9 @@
 //! every (re)subscription it empties its in-process tier: a cold read is correct, a
 //! stale one is not.
 
+use crate::invalidation_log::InvalidationLog;
 use crate::local_tier::LocalTier;
+use crate::metrics::CacheMetrics;
 use futures::StreamExt;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -21,12 +23,33 @@ pub(crate) fn message(origin: &str, key: &str) -> String {
     format!("{origin}\n{key}")
 }
 
+/// What a listener evicts from, and reports to.
+#[derive(Clone)]
+pub(crate) struct Evictor {
+    pub origin: String,
+    pub local: LocalTier,
+    pub log: InvalidationLog,
+    pub metrics: CacheMetrics,
+}
+
+impl Evictor {
+    async fn evict(&self, key: &str) {
+        self.log.record(key);
+        self.local.remove(key).await;
+        self.metrics.invalidation_received();
+    }
+
+    fn evict_everything(&self) {
+        self.log.record_everything();
+        self.local.clear();
+    }
+}
+
 /// Keeps one subscription to `client`'s node alive until `stop`, evicting what other
 /// caches invalidate; `subscribed` turns true once it listens.
 pub(crate) async fn listen(
     client: redis::Client,
-    origin: String,
-    local: LocalTier,
+    evictor: Evictor,
     subscribed: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
@@ -36,14 +59,14 @@ pub(crate) async fn listen(
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(CHANNEL).await?;
             // Whatever was published while we were not listening is lost: start cold.
-            local.clear();
+            evictor.evict_everything();
             let _ = subscribed.send(true);
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
                 let payload = String::from_utf8_lossy(message.get_payload_bytes()).into_owned();
                 if let Some((from, key)) = payload.split_once('\n') {
-                    if from != origin {
-                        local.remove(key).await;
+                    if from != evictor.origin {
+                        evictor.evict(key).await;
                     }
                 }
             }
@@ -54,6 +77,8 @@ pub(crate) async fn listen(
             outcome = session => outcome,
         };
         let _ = subscribed.send(false);
+        // From now on other nodes' writes go unheard: drop what they may change.
+        evictor.evict_everything();
         match outcome {
             Ok(()) => tracing::warn!("cache invalidation subscription ended; resubscribing"),
             Err(error) => {
@@ -64,6 +89,6 @@ pub(crate) async fn listen(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }

@@ -17,14 +17,21 @@
 //! Issue 4 builds on this: versioned values against racing reads, leases against
 //! stampedes across nodes, write-back counters, and the shop's reads behind it.
 
+mod counters;
 mod error;
 mod hash_ring;
 mod invalidation;
+mod invalidation_log;
 mod local_tier;
+mod metrics;
+mod redis_ring;
 mod redis_tier;
 mod two_tier;
 
+pub use counters::{CountBatch, WriteBackCounter};
 pub use error::CacheError;
 pub use hash_ring::{HashRing, VIRTUAL_NODES};
 pub use invalidation::CHANNEL as INVALIDATION_CHANNEL;
-pub use two_tier::{CacheSettings, TwoTierCache};
+pub use metrics::CacheStats;
+pub use redis_ring::RedisRing;
+pub use two_tier::{CacheSettings, Lifetimes, TwoTierCache, Versioned, DEGRADED_LOCAL_TTL};

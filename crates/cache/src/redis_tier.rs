@@ -1,71 +1,202 @@
-//! The shared tier: Redis, one node or several on a consistent-hash ring, behind a
-//! circuit breaker so that a dead or slow Redis costs milliseconds, not requests.
+//! The cache's records in Redis: versioned values, negative entries and leases.
+//!
+//! A key `k` is a hash at `c:{k}` with field `v` (the version it was written at) and,
+//! unless the source has no such item, field `d` (the value). Its lease is `c:{k}:lease`
+//! on the same node. As in Facebook's memcache, a miss takes the lease (`SET NX PX`)
+//! before loading; writes delete the lease, so a filler that read the source before a
+//! write finds its lease gone and cannot store the old value. Write-through puts carry
+//! the row's version and never replace a newer one. Versions are compared in Lua as
+//! numbers: exact up to 2^53.
 
 use crate::error::CacheError;
-use crate::hash_ring::HashRing;
+use crate::local_tier::Cached;
+use crate::redis_ring::RedisRing;
 use bytes::Bytes;
-use loadstar_core::circuit_breaker::{Admission, CircuitBreaker};
 use redis::aio::ConnectionManager;
-use redis::AsyncCommands;
-use std::time::{Duration, Instant};
-use tokio::sync::OnceCell;
+use redis::Script;
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::time::Duration;
 
-/// One Redis node: its URL and its connection, made on first use.
-struct Node {
-    client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+/// Stores a filler's record if its lease is still the one it took.
+static FILL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[5])
+else
+  redis.call('HSET', KEYS[1], 'v', ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1",
+    )
+});
+
+/// Stores a writer's record unless a newer version is cached; breaks any lease.
+static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('DEL', KEYS[2])
+local current = tonumber(redis.call('HGET', KEYS[1], 'v'))
+if current and current > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 'v', ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1",
+    )
+});
+
+/// What a miss got when it asked for the lease.
+pub(crate) enum Lease {
+    /// This node loads; the token proves it still holds the lease when it fills.
+    Granted(String),
+    /// Another node is loading.
+    Taken,
 }
 
-/// Redis nodes on a ring, each call bounded by `timeout`.
+/// The cache's view of the Redis ring.
+#[derive(Clone)]
 pub(crate) struct RedisTier {
-    nodes: Vec<Node>,
-    ring: HashRing,
-    timeout: Duration,
-    breaker: CircuitBreaker,
+    ring: Arc<RedisRing>,
+    lease_for: Duration,
+}
+
+fn record_key(key: &str) -> String {
+    format!("c:{key}")
+}
+
+fn lease_key(key: &str) -> String {
+    format!("c:{key}:lease")
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 impl RedisTier {
-    pub(crate) fn new(urls: &[String], timeout: Duration) -> Result<Self, CacheError> {
-        let nodes = urls
-            .iter()
-            .map(|url| {
-                Ok(Node {
-                    client: redis::Client::open(url.as_str())
-                        .map_err(|error| CacheError::Config(format!("redis url: {error}")))?,
-                    connection: OnceCell::new(),
-                })
-            })
-            .collect::<Result<Vec<_>, CacheError>>()?;
-        Ok(Self {
-            nodes,
-            ring: HashRing::new(urls),
-            timeout,
-            breaker: CircuitBreaker::new("redis", 3, Duration::from_secs(1)),
-        })
+    pub(crate) fn new(ring: Arc<RedisRing>, lease_for: Duration) -> Self {
+        Self { ring, lease_for }
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
-        let value: Option<Vec<u8>> = self
-            .call(key, |mut connection, key| async move {
-                connection.get(key).await
+    pub(crate) fn ring(&self) -> &RedisRing {
+        &self.ring
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Cached>, CacheError> {
+        let record = record_key(key);
+        let (version, value): (Option<u64>, Option<Vec<u8>>) = self
+            .ring
+            .call(key, |mut connection: ConnectionManager| async move {
+                redis::cmd("HMGET")
+                    .arg(&record)
+                    .arg("v")
+                    .arg("d")
+                    .query_async(&mut connection)
+                    .await
             })
             .await?;
-        Ok(value.map(Bytes::from))
+        Ok(version.map(|version| Cached {
+            value: value.map(Bytes::from),
+            version,
+        }))
     }
 
-    pub(crate) async fn set(
+    /// Asks for the right to load `key`.
+    pub(crate) async fn take_lease(&self, key: &str) -> Result<Lease, CacheError> {
+        let token = format!("{:016x}", rand::random::<u64>());
+        let lease = lease_key(key);
+        let lease_ms = millis(self.lease_for);
+        let granted: Option<String> = self
+            .ring
+            .call(key, {
+                let token = token.clone();
+                move |mut connection: ConnectionManager| async move {
+                    redis::cmd("SET")
+                        .arg(&lease)
+                        .arg(&token)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(lease_ms)
+                        .query_async(&mut connection)
+                        .await
+                }
+            })
+            .await?;
+        Ok(if granted.is_some() {
+            Lease::Granted(token)
+        } else {
+            Lease::Taken
+        })
+    }
+
+    /// Stores what the lease holder loaded; `false` if a write broke the lease meanwhile
+    /// (the loaded record may be older than the source, so it must not be cached).
+    pub(crate) async fn fill(
         &self,
         key: &str,
-        value: Bytes,
+        token: &str,
+        cached: &Cached,
         ttl: Duration,
-    ) -> Result<(), CacheError> {
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.call(key, move |mut connection, key| async move {
-            connection
-                .pset_ex::<_, _, ()>(key, value.as_ref(), millis)
-                .await
-        })
-        .await
+    ) -> Result<bool, CacheError> {
+        let mut invocation = FILL.prepare_invoke();
+        invocation
+            .key(record_key(key))
+            .key(lease_key(key))
+            .arg(token)
+            .arg(cached.version)
+            .arg(millis(ttl));
+        push_value(&mut invocation, cached);
+        let stored: i64 = self
+            .ring
+            .call(key, |mut connection: ConnectionManager| async move {
+                invocation.invoke_async(&mut connection).await
+            })
+            .await?;
+        Ok(stored == 1)
+    }
+
+    /// Write-through: stores `cached` unless Redis holds a newer version; `false` then.
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        cached: &Cached,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let mut invocation = PUT.prepare_invoke();
+        invocation
+            .key(record_key(key))
+            .key(lease_key(key))
+            .arg(cached.version)
+            .arg(millis(ttl));
+        push_value(&mut invocation, cached);
+        let stored: i64 = self
+            .ring
+            .call(key, |mut connection: ConnectionManager| async move {
+                invocation.invoke_async(&mut connection).await
+            })
+            .await?;
+        Ok(stored == 1)
+    }
+
+    /// Deletes the record and breaks its lease.
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        let keys = [record_key(key), lease_key(key)];
+        self.ring
+            .call(key, |mut connection: ConnectionManager| async move {
+                redis::cmd("DEL")
+                    .arg(&keys[..])
+                    .query_async::<()>(&mut connection)
+                    .await
+            })
+            .await
     }
 
     /// Tells every subscriber of the node that owns `key` that `key` changed.
@@ -74,63 +205,22 @@ impl RedisTier {
         key: &str,
         message: String,
     ) -> Result<(), CacheError> {
-        self.call(key, move |mut connection, _key| async move {
-            connection
-                .publish::<_, _, ()>(crate::invalidation::CHANNEL, message)
-                .await
-        })
-        .await
-    }
-
-    /// A client per node, for the invalidation subscriptions.
-    pub(crate) fn clients(&self) -> impl Iterator<Item = &redis::Client> {
-        self.nodes.iter().map(|node| &node.client)
-    }
-
-    pub(crate) async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        self.call(key, |mut connection, key| async move {
-            connection.del::<_, ()>(key).await
-        })
-        .await
-    }
-
-    /// Runs `command` on the node of `key`, within the timeout and the breaker.
-    async fn call<T, F, Fut>(&self, key: &str, command: F) -> Result<T, CacheError>
-    where
-        F: FnOnce(ConnectionManager, String) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        if self.breaker.admit(Instant::now()) == Admission::Refused {
-            return Err(CacheError::Unavailable("circuit open".to_owned()));
-        }
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let connection = self.connection_for(key).await?;
-            command(connection, key.to_owned())
-                .await
-                .map_err(|error| CacheError::Unavailable(error.to_string()))
-        })
-        .await
-        .unwrap_or_else(|_| Err(CacheError::Unavailable("timed out".to_owned())));
-        match &outcome {
-            Ok(_) => self.breaker.record_success(),
-            Err(_) => self.breaker.record_failure(Instant::now()),
-        }
-        outcome
-    }
-
-    async fn connection_for(&self, key: &str) -> Result<ConnectionManager, CacheError> {
-        let index = self
-            .ring
-            .node_for(key.as_bytes())
-            .ok_or_else(|| CacheError::Config("no redis node".to_owned()))?;
-        let node = &self.nodes[index];
-        node.connection
-            .get_or_try_init(|| async {
-                ConnectionManager::new(node.client.clone())
+        self.ring
+            .call(key, |mut connection: ConnectionManager| async move {
+                redis::cmd("PUBLISH")
+                    .arg(crate::invalidation::CHANNEL)
+                    .arg(message)
+                    .query_async::<()>(&mut connection)
                     .await
-                    .map_err(|error| CacheError::Unavailable(error.to_string()))
             })
             .await
-            .cloned()
     }
+}
+
+/// Appends the presence flag and the value (if any) to a script call.
+fn push_value(invocation: &mut redis::ScriptInvocation<'_>, cached: &Cached) {
+    match &cached.value {
+        Some(value) => invocation.arg("1").arg(value.as_ref()),
+        None => invocation.arg("0"),
+    };
 }

@@ -1,47 +1,78 @@
 //! The cache the application uses: the in-process tier in front of the Redis tier.
 
 use crate::error::CacheError;
-use crate::invalidation;
-use crate::local_tier::{Entry, LocalTier};
-use crate::redis_tier::RedisTier;
+use crate::invalidation::{self, Evictor};
+use crate::invalidation_log::InvalidationLog;
+use crate::local_tier::{Cached, Entry, LocalTier};
+use crate::metrics::{CacheMetrics, CacheStats};
+use crate::redis_ring::RedisRing;
+use crate::redis_tier::{Lease, RedisTier};
 use bytes::Bytes;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// While this node cannot hear other nodes' invalidations, its in-process copies live at
+/// most this long: the bound on how stale a Redis outage can make a read.
+pub const DEGRADED_LOCAL_TTL: Duration = Duration::from_secs(1);
+
+/// First pause between looks at a key another node is loading; doubles up to 20 ms.
+const LEASE_POLL_START: Duration = Duration::from_millis(2);
+const LEASE_POLL_MAX: Duration = Duration::from_millis(20);
 
 /// How a [`TwoTierCache`] is built.
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
     /// Bytes of keys and values the in-process tier may hold.
     pub local_max_bytes: u64,
-    /// Redis nodes, spread over a consistent-hash ring; none: in-process only.
-    pub redis_urls: Vec<String>,
-    /// Longest a Redis call may take before the tier is bypassed for that call.
-    pub redis_timeout: Duration,
     /// TTLs are shortened by a random fraction up to this, so that keys written
     /// together do not expire together (0.1: up to 10 %).
     pub ttl_jitter: f64,
+    /// How long a node that missed a key may load it before its lease lapses.
+    pub lease_for: Duration,
+    /// How long a miss waits for another node's load before loading itself.
+    pub lease_wait: Duration,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             local_max_bytes: 64 * 1024 * 1024,
-            redis_urls: Vec::new(),
-            redis_timeout: Duration::from_millis(50),
             ttl_jitter: 0.1,
+            lease_for: Duration::from_secs(2),
+            lease_wait: Duration::from_millis(200),
         }
     }
 }
 
+/// How long one kind of entry lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// A cached value.
+    pub ttl: Duration,
+    /// A cached "the source has no such item" (zero: not cached).
+    pub negative_ttl: Duration,
+}
+
+/// A value from the source with the version it has there (a row's version column):
+/// a write-through put never replaces a newer version with an older one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Bytes,
+    pub version: u64,
+}
+
 /// In-process values in front of shared Redis values. Reads go local → Redis → source;
-/// a Redis that fails or is slow is bypassed (the breaker then skips it for a while), so
+/// a Redis that fails or is slow is bypassed (its breaker then skips it for a while), so
 /// it costs at most its timeout and never a failed request.
 pub struct TwoTierCache {
     local: LocalTier,
     redis: Option<RedisTier>,
-    ttl_jitter: f64,
+    settings: CacheSettings,
+    log: InvalidationLog,
+    metrics: CacheMetrics,
     /// This cache among its peers, so it ignores its own invalidations.
     origin: String,
     /// One flag per Redis node: listening for invalidations.
@@ -51,45 +82,60 @@ pub struct TwoTierCache {
 }
 
 impl TwoTierCache {
-    /// Builds the tiers; with Redis, subscribes to invalidations on every node (in the
-    /// background: see [`TwoTierCache::wait_until_subscribed`]). Needs a Tokio runtime.
-    pub fn new(settings: &CacheSettings) -> Result<Self, CacheError> {
-        let redis = if settings.redis_urls.is_empty() {
-            None
-        } else {
-            Some(RedisTier::new(
-                &settings.redis_urls,
-                settings.redis_timeout,
-            )?)
-        };
-        let local = LocalTier::new(settings.local_max_bytes);
+    /// An in-process cache only (the embedded mode).
+    pub fn local_only(settings: &CacheSettings) -> Self {
+        Self::build(settings, None)
+    }
+
+    /// The in-process tier in front of `ring`; subscribes to invalidations on every node
+    /// (in the background: see [`TwoTierCache::wait_until_subscribed`]). Needs a Tokio
+    /// runtime.
+    pub fn with_redis(settings: &CacheSettings, ring: Arc<RedisRing>) -> Self {
+        Self::build(settings, Some(ring))
+    }
+
+    fn build(settings: &CacheSettings, ring: Option<Arc<RedisRing>>) -> Self {
+        let metrics = CacheMetrics::default();
+        let local = LocalTier::new(settings.local_max_bytes, metrics.clone());
+        let log = InvalidationLog::new();
         let origin = format!("{:016x}", rand::random::<u64>());
         let stop = CancellationToken::new();
         let mut subscribed = Vec::new();
-        for client in redis.iter().flat_map(RedisTier::clients) {
+        let evictor = Evictor {
+            origin: origin.clone(),
+            local: local.clone(),
+            log: log.clone(),
+            metrics: metrics.clone(),
+        };
+        for client in ring.iter().flat_map(|ring| ring.clients()) {
             let (sender, receiver) = watch::channel(false);
             subscribed.push(receiver);
             tokio::spawn(invalidation::listen(
                 client.clone(),
-                origin.clone(),
-                local.clone(),
+                evictor.clone(),
                 sender,
                 stop.clone(),
             ));
         }
-        Ok(Self {
+        Self {
             local,
-            redis,
-            ttl_jitter: settings.ttl_jitter.clamp(0.0, 1.0),
+            redis: ring.map(|ring| RedisTier::new(ring, settings.lease_for)),
+            settings: CacheSettings {
+                ttl_jitter: settings.ttl_jitter.clamp(0.0, 1.0),
+                ..settings.clone()
+            },
+            log,
+            metrics,
             origin,
             subscribed,
             _stop: stop.drop_guard(),
-        })
+        }
     }
 
     /// Waits until this cache hears invalidations from every Redis node, up to
     /// `timeout`; `false` if it does not by then. Until it does, other nodes' writes may
-    /// not evict this node's in-process copies.
+    /// not evict this node's in-process copies (which therefore live at most
+    /// [`DEGRADED_LOCAL_TTL`]).
     pub async fn wait_until_subscribed(&self, timeout: Duration) -> bool {
         let all = async {
             for flag in &self.subscribed {
@@ -103,14 +149,33 @@ impl TwoTierCache {
         tokio::time::timeout(timeout, all).await.unwrap_or(false)
     }
 
-    /// The cached value of `key`, from the nearest tier that has it.
-    pub async fn get(&self, key: &str) -> Option<Bytes> {
-        if let Some(value) = self.local.get(key).await {
-            return Some(value);
+    /// Counts since this cache was built.
+    pub fn stats(&self) -> CacheStats {
+        let mut stats = self.metrics.snapshot();
+        if let Some(redis) = &self.redis {
+            stats.bypasses = redis.ring().bypasses();
         }
+        stats
+    }
+
+    /// The cached value of `key` from the nearest tier that has it (`None` also when
+    /// the cache only knows that the source has no such item).
+    pub async fn get(&self, key: &str) -> Option<Bytes> {
+        if let Some(cached) = self.local.get(key).await {
+            self.metrics.hit("local");
+            return cached.value;
+        }
+        self.metrics.miss("local");
         let redis = self.redis.as_ref()?;
         match redis.get(key).await {
-            Ok(value) => value,
+            Ok(Some(cached)) => {
+                self.metrics.hit("redis");
+                cached.value
+            }
+            Ok(None) => {
+                self.metrics.miss("redis");
+                None
+            }
             Err(error) => {
                 tracing::debug!(key, error = %error, "redis tier bypassed");
                 None
@@ -118,24 +183,39 @@ impl TwoTierCache {
         }
     }
 
-    /// Stores `value` in every tier for about `ttl` (write-through), and evicts older
-    /// copies from the other nodes' in-process tiers.
-    pub async fn set(&self, key: &str, value: Bytes, ttl: Duration) {
-        let ttl = self.jittered(ttl);
+    /// Write-through: stores `value` (or, with `None`, "no such item") at `version` in
+    /// every tier, unless Redis already holds a newer version, and evicts the key from
+    /// the other nodes' in-process tiers.
+    pub async fn put(&self, key: &str, value: Option<Bytes>, version: u64, lifetimes: Lifetimes) {
+        let ttl = self.ttl_for(&value, lifetimes);
+        let cached = Cached { value, version };
+        self.log.record(key);
+        let mut newest = true;
         if let Some(redis) = &self.redis {
-            if let Err(error) = redis.set(key, value.clone(), ttl).await {
-                tracing::debug!(key, error = %error, "redis tier bypassed on write");
+            match redis.put(key, &cached, ttl).await {
+                Ok(stored) => newest = stored,
+                Err(error) => {
+                    tracing::debug!(key, error = %error, "redis tier bypassed on write")
+                }
             }
             self.broadcast(redis, key).await;
         }
-        self.local.insert(key, value, ttl).await;
+        if newest && !ttl.is_zero() {
+            self.local
+                .insert_if_newer(key, cached, self.local_ttl(ttl))
+                .await;
+        } else {
+            self.local.remove(key).await;
+        }
     }
 
-    /// Removes `key` from every tier of every node.
-    pub async fn delete(&self, key: &str) {
+    /// Removes `key` from every tier of every node, and breaks any lease on it so an
+    /// in-flight load cannot store what it read before this write.
+    pub async fn invalidate(&self, key: &str) {
+        self.log.record(key);
         if let Some(redis) = &self.redis {
             if let Err(error) = redis.delete(key).await {
-                tracing::warn!(key, error = %error, "redis tier unreachable on delete; its copy expires with its ttl");
+                tracing::warn!(key, error = %error, "redis tier unreachable on invalidate; its copy expires with its ttl");
             }
             self.broadcast(redis, key).await;
         }
@@ -144,50 +224,176 @@ impl TwoTierCache {
 
     async fn broadcast(&self, redis: &RedisTier, key: &str) {
         let message = invalidation::message(&self.origin, key);
-        if let Err(error) = redis.publish_invalidation(key, message).await {
-            tracing::warn!(key, error = %error, "cannot broadcast an invalidation; other nodes keep their copy until its ttl");
+        match redis.publish_invalidation(key, message).await {
+            Ok(()) => self.metrics.invalidation_sent(),
+            Err(error) => {
+                tracing::warn!(key, error = %error, "cannot broadcast an invalidation; other nodes keep their copy at most their degraded ttl")
+            }
         }
     }
 
-    /// Cache-aside: the cached value, or `load`'s, stored in both tiers for `ttl`.
-    /// Concurrent misses of one key in this process run `load` once (single flight).
+    /// Cache-aside: the cached value, or `load`'s, stored in both tiers. `Ok(None)`: the
+    /// source has no such item (cached for `negative_ttl`). Concurrent misses of one key
+    /// in this process run `load` once (single flight); across processes the Redis lease
+    /// lets one load while the others wait up to `lease_wait` for its value.
     pub async fn get_or_load<F, Fut, E>(
         &self,
         key: &str,
-        ttl: Duration,
+        lifetimes: Lifetimes,
         load: F,
-    ) -> Result<Bytes, CacheError>
+    ) -> Result<Option<Bytes>, CacheError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, E>>,
+        Fut: Future<Output = Result<Option<Versioned>, E>>,
         E: std::fmt::Display,
     {
-        let ttl = self.jittered(ttl);
+        if let Some(cached) = self.local.get(key).await {
+            self.metrics.hit("local");
+            return Ok(cached.value);
+        }
+        self.metrics.miss("local");
+        let started = self.log.now();
         let filled = self
             .local
-            .get_or_try_load(key, async {
-                if let Some(redis) = &self.redis {
-                    match redis.get(key).await {
-                        Ok(Some(value)) => return Ok(Entry { value, ttl }),
-                        Ok(None) => {}
-                        Err(error) => tracing::debug!(key, error = %error, "redis tier bypassed"),
-                    }
-                }
-                let value = load()
-                    .await
-                    .map_err(|error| CacheError::Load(error.to_string()))?;
-                if let Some(redis) = &self.redis {
-                    if let Err(error) = redis.set(key, value.clone(), ttl).await {
-                        tracing::debug!(key, error = %error, "redis tier bypassed on fill");
-                    }
-                }
-                Ok(Entry { value, ttl })
-            })
-            .await;
-        filled.map_err(|error: std::sync::Arc<CacheError>| (*error).clone())
+            .get_or_try_fill(key, self.fill(key, lifetimes, started, load))
+            .await
+            .map_err(|error: Arc<CacheError>| (*error).clone())?;
+        if self.log.changed_since(key, started) {
+            // A write landed while this fill was in flight: what it read may be older.
+            self.local.remove(key).await;
+        }
+        Ok(filled.value)
     }
 
-    fn jittered(&self, ttl: Duration) -> Duration {
-        ttl.mul_f64(1.0 - self.ttl_jitter * rand::random::<f64>())
+    /// The entry a local miss stores: from Redis, or loaded under a lease.
+    async fn fill<F, Fut, E>(
+        &self,
+        key: &str,
+        lifetimes: Lifetimes,
+        started: u64,
+        load: F,
+    ) -> Result<Entry, CacheError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<Versioned>, E>>,
+        E: std::fmt::Display,
+    {
+        let Some(redis) = &self.redis else {
+            let cached = self.load(load).await?;
+            return Ok(self.local_entry(cached, lifetimes, true));
+        };
+        let lease = match redis.get(key).await {
+            Ok(Some(cached)) => {
+                self.metrics.hit("redis");
+                return Ok(self.local_entry(cached, lifetimes, true));
+            }
+            Ok(None) => {
+                self.metrics.miss("redis");
+                redis.take_lease(key).await
+            }
+            Err(error) => Err(error),
+        };
+        match lease {
+            Ok(Lease::Granted(token)) => {
+                let cached = self.load(load).await?;
+                let ttl = self.ttl_for(&cached.value, lifetimes);
+                let stored = redis
+                    .fill(key, &token, &cached, ttl)
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::debug!(key, error = %error, "redis tier bypassed on fill");
+                        true
+                    });
+                Ok(self.local_entry(cached, lifetimes, stored))
+            }
+            Ok(Lease::Taken) => {
+                self.metrics.lease_wait();
+                if let Some(cached) = self.await_lease_holder(redis, key, started).await {
+                    return Ok(self.local_entry(cached, lifetimes, true));
+                }
+                // The holder is slow or gone: serve from the source, keep nothing.
+                let cached = self.load(load).await?;
+                Ok(self.local_entry(cached, lifetimes, false))
+            }
+            Err(error) => {
+                tracing::debug!(key, error = %error, "redis tier bypassed");
+                let cached = self.load(load).await?;
+                Ok(self.local_entry(cached, lifetimes, true))
+            }
+        }
+    }
+
+    /// Polls Redis for the record another node is loading, up to `lease_wait`.
+    async fn await_lease_holder(
+        &self,
+        redis: &RedisTier,
+        key: &str,
+        started: u64,
+    ) -> Option<Cached> {
+        let deadline = Instant::now() + self.settings.lease_wait;
+        let mut pause = LEASE_POLL_START;
+        while Instant::now() + pause < deadline && !self.log.changed_since(key, started) {
+            tokio::time::sleep(pause).await;
+            if let Ok(Some(cached)) = redis.get(key).await {
+                return Some(cached);
+            }
+            pause = (pause * 2).min(LEASE_POLL_MAX);
+        }
+        None
+    }
+
+    async fn load<F, Fut, E>(&self, load: F) -> Result<Cached, CacheError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<Versioned>, E>>,
+        E: std::fmt::Display,
+    {
+        let began = Instant::now();
+        let loaded = load()
+            .await
+            .map_err(|error| CacheError::Load(error.to_string()));
+        self.metrics.load(began.elapsed());
+        Ok(match loaded? {
+            Some(found) => Cached {
+                value: Some(found.value),
+                version: found.version,
+            },
+            None => Cached {
+                value: None,
+                version: 0,
+            },
+        })
+    }
+
+    /// The in-process entry for `cached`; `keep: false` hands the value to the waiting
+    /// callers without keeping it (a zero TTL).
+    fn local_entry(&self, cached: Cached, lifetimes: Lifetimes, keep: bool) -> Entry {
+        let ttl = if keep {
+            self.local_ttl(self.ttl_for(&cached.value, lifetimes))
+        } else {
+            Duration::ZERO
+        };
+        Entry { cached, ttl }
+    }
+
+    /// The jittered lifetime of a value or of a negative entry.
+    fn ttl_for(&self, value: &Option<Bytes>, lifetimes: Lifetimes) -> Duration {
+        let ttl = if value.is_some() {
+            lifetimes.ttl
+        } else {
+            lifetimes.negative_ttl
+        };
+        ttl.mul_f64(1.0 - self.settings.ttl_jitter * rand::random::<f64>())
+    }
+
+    /// In-process copies are capped at [`DEGRADED_LOCAL_TTL`] while this node cannot
+    /// hear invalidations from every Redis node.
+    fn local_ttl(&self, ttl: Duration) -> Duration {
+        let deaf = self.subscribed.iter().any(|flag| !*flag.borrow());
+        if deaf {
+            ttl.min(DEGRADED_LOCAL_TTL)
+        } else {
+            ttl
+        }
     }
 }

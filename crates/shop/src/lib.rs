@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod caching;
 pub mod docs;
 pub mod error;
 pub mod extract;

@@ -1,6 +1,7 @@
 //! What every shop handler shares.
 
 use crate::auth::{PasswordHasher, SessionStore, SqlSessionStore};
+use crate::caching::ShopCaches;
 use crate::error::ShopError;
 use loadstar_core::config::{Config, JobsConfig};
 use loadstar_core::IdGenerator;
@@ -27,6 +28,8 @@ pub struct ShopContext {
     pub sessions: Arc<dyn SessionStore>,
     pub passwords: PasswordHasher,
     pub session_ttl: Duration,
+    /// The cache tiers, the Redis ring and the write-back counters.
+    pub caches: ShopCaches,
 }
 
 impl ShopState {
@@ -42,6 +45,7 @@ impl ShopState {
         config: &Config,
         wrap: impl FnOnce(Arc<dyn JobQueue>) -> Arc<dyn JobQueue>,
     ) -> Result<Self, ShopError> {
+        let caches = ShopCaches::from_config(&config.cache)?;
         let sessions: Arc<dyn SessionStore> = Arc::new(SqlSessionStore::new(db.clone()));
         let ids = Arc::new(IdGenerator::new(config.node.id));
         let jobs = configured_queue(db.clone(), Arc::clone(&ids), Arc::new(SystemClock), config)
@@ -58,6 +62,7 @@ impl ShopState {
             )?,
             session_ttl: Duration::from_secs(config.auth.session_ttl_secs),
             sessions,
+            caches,
             db,
         })))
     }

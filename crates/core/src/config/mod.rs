@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod cache;
+pub use cache::{CacheConfig, CacheStrategy, EntityCacheConfig, WriteBackConfig};
+
 /// Everything a loadstar process can be told.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,6 +36,8 @@ pub struct Config {
     pub payments: PaymentsConfig,
     pub orders: OrdersConfig,
     pub notifications: NotificationsConfig,
+    /// The cache tiers and each entity's strategy.
+    pub cache: CacheConfig,
 }
 
 impl Default for Config {
@@ -51,6 +56,7 @@ impl Default for Config {
             payments: PaymentsConfig::default(),
             orders: OrdersConfig::default(),
             notifications: NotificationsConfig::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -487,6 +493,7 @@ impl Config {
                 "queue.rabbitmq_prefetch must be at least 1".to_owned(),
             ));
         }
+        self.cache.validate().map_err(ConfigError::Rule)?;
         if self.server.body_limit_bytes == 0 {
             return Err(ConfigError::Rule(
                 "server.body_limit_bytes must be at least 1".to_owned(),
@@ -548,6 +555,38 @@ mod tests {
             jail.set_env("LOADSTAR_TEST_DATABASE_URL", "postgres://ignored");
             let config = Config::load(Some(Path::new("a.toml"))).unwrap();
             assert_eq!(config.database.max_connections, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redis_urls_come_comma_separated_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "LOADSTAR_CACHE__REDIS_URLS",
+                "redis://a:6379, redis://b:6379",
+            );
+            let config = Config::load(None).unwrap();
+            assert_eq!(
+                config.cache.redis_urls,
+                ["redis://a:6379", "redis://b:6379"]
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redis_urls_are_a_list_in_toml_and_strategies_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[cache]\nredis_urls = [\"redis://a\"]\n[cache.product]\nstrategy = \"write_back\"\nttl_secs = 1\n",
+            )?;
+            let error = Config::load(Some(Path::new("c.toml"))).unwrap_err();
+            assert!(
+                error.to_string().contains("cache.product.strategy"),
+                "{error}"
+            );
             Ok(())
         });
     }

@@ -1,0 +1,192 @@
+//! Write-back counters: increments land in the cache at once and reach the database
+//! later, in batches.
+//!
+//! Without Redis the counts accumulate in this process; a crash loses what was counted
+//! since the last flush (one flush interval). With Redis they accumulate there (`HINCRBY`
+//! on the node of each member), so a crashed api node loses nothing. A flush claims a
+//! node's pending counts atomically (renamed to a per-counter "flushing" hash tagged with
+//! a batch id); the sink applies the batch under that id, once, and the hash is deleted
+//! after. A flusher that dies in between leaves the hash for the next one, which re-sends
+//! the same batch id: the sink's idempotency makes that exactly once.
+
+use crate::error::CacheError;
+use crate::redis_ring::RedisRing;
+use redis::aio::ConnectionManager;
+use redis::Script;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, LazyLock, Mutex};
+
+/// Field of a flushing hash that holds its batch id (members are never empty strings
+/// starting with `#`).
+const BATCH_FIELD: &str = "#batch";
+
+/// Claims the pending hash as a batch, or returns the batch a dead flusher left.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+return redis.call('HGETALL', KEYS[2])",
+    )
+});
+
+/// A batch of accumulated counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountBatch {
+    /// Identifies a batch claimed from Redis, so applying it twice can be detected;
+    /// `None` for counts from this process (they are never sent twice).
+    pub id: Option<String>,
+    pub counts: Vec<(String, u64)>,
+}
+
+/// A named counter per member (a product id, say), written back in batches.
+pub struct WriteBackCounter {
+    name: String,
+    local: Mutex<HashMap<String, u64>>,
+    redis: Option<Arc<RedisRing>>,
+}
+
+impl WriteBackCounter {
+    /// Counts in this process only.
+    pub fn local_only(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            local: Mutex::new(HashMap::new()),
+            redis: None,
+        }
+    }
+
+    /// Counts in Redis (falling back to this process while Redis is unreachable).
+    pub fn with_redis(name: &str, ring: Arc<RedisRing>) -> Self {
+        Self {
+            redis: Some(ring),
+            ..Self::local_only(name)
+        }
+    }
+
+    fn pending_key(&self) -> String {
+        format!("wb:{}:pending", self.name)
+    }
+
+    fn flushing_key(&self) -> String {
+        format!("wb:{}:flushing", self.name)
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.local
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds `by` to `member`'s count. Never fails: if Redis does not answer, the count
+    /// waits in this process for the next flush.
+    pub async fn add(&self, member: &str, by: u64) {
+        if let Some(ring) = &self.redis {
+            let key = self.pending_key();
+            let field = member.to_owned();
+            let added = ring
+                .call(member, |mut connection: ConnectionManager| async move {
+                    redis::cmd("HINCRBY")
+                        .arg(&key)
+                        .arg(&field)
+                        .arg(by)
+                        .query_async::<()>(&mut connection)
+                        .await
+                })
+                .await;
+            match added {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::debug!(counter = %self.name, error = %error, "counting in process while redis is unreachable");
+                }
+            }
+        }
+        *self.locked().entry(member.to_owned()).or_insert(0) += by;
+    }
+
+    /// Hands every accumulated count to `apply`, batch by batch: first this process's,
+    /// then each Redis node's. A batch `apply` rejects is kept for the next flush.
+    /// Returns how many counts were applied.
+    pub async fn flush<F, Fut, E>(&self, mut apply: F) -> Result<u64, CacheError>
+    where
+        F: FnMut(CountBatch) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let mut applied = 0;
+        let local: Vec<(String, u64)> = self.locked().drain().collect();
+        if !local.is_empty() {
+            let total = local.iter().map(|(_, count)| count).sum::<u64>();
+            let batch = CountBatch {
+                id: None,
+                counts: local.clone(),
+            };
+            if let Err(error) = apply(batch).await {
+                let mut pending = self.locked();
+                for (member, count) in local {
+                    *pending.entry(member).or_insert(0) += count;
+                }
+                return Err(CacheError::Load(error.to_string()));
+            }
+            applied += total;
+        }
+        let Some(ring) = &self.redis else {
+            return Ok(applied);
+        };
+        for node in 0..ring.node_count() {
+            let Some(batch) = self.claim(ring, node).await? else {
+                continue;
+            };
+            let total = batch.counts.iter().map(|(_, count)| count).sum::<u64>();
+            apply(batch)
+                .await
+                .map_err(|error| CacheError::Load(error.to_string()))?;
+            let flushing = self.flushing_key();
+            ring.call_node(node, |mut connection: ConnectionManager| async move {
+                redis::cmd("DEL")
+                    .arg(&flushing)
+                    .query_async::<()>(&mut connection)
+                    .await
+            })
+            .await?;
+            applied += total;
+        }
+        Ok(applied)
+    }
+
+    /// The batch waiting on `node`, claimed from its pending counts if none is.
+    async fn claim(&self, ring: &RedisRing, node: usize) -> Result<Option<CountBatch>, CacheError> {
+        let mut invocation = CLAIM.prepare_invoke();
+        invocation
+            .key(self.pending_key())
+            .key(self.flushing_key())
+            .arg(BATCH_FIELD)
+            .arg(format!(
+                "{:016x}{:016x}",
+                rand::random::<u64>(),
+                rand::random::<u64>()
+            ));
+        let fields: Vec<(String, String)> = ring
+            .call_node(node, |mut connection: ConnectionManager| async move {
+                invocation.invoke_async(&mut connection).await
+            })
+            .await?;
+        let mut id = None;
+        let mut counts = Vec::with_capacity(fields.len());
+        for (field, value) in fields {
+            if field == BATCH_FIELD {
+                id = Some(value);
+            } else if let Ok(count) = value.parse::<u64>() {
+                counts.push((field, count));
+            }
+        }
+        Ok(id.map(|id| CountBatch {
+            id: Some(id),
+            counts,
+        }))
+    }
+}
