@@ -137,23 +137,26 @@ impl WriteBackCounter {
         let Some(ring) = &self.redis else {
             return Ok(applied);
         };
+        // Per node: the batch a dead flusher may have left, then the pending counts.
         for node in 0..ring.node_count() {
-            let Some(batch) = self.claim(ring, node).await? else {
-                continue;
-            };
-            let total = batch.counts.iter().map(|(_, count)| count).sum::<u64>();
-            apply(batch)
-                .await
-                .map_err(|error| CacheError::Load(error.to_string()))?;
-            let flushing = self.flushing_key();
-            ring.call_node(node, |mut connection: ConnectionManager| async move {
-                redis::cmd("DEL")
-                    .arg(&flushing)
-                    .query_async::<()>(&mut connection)
+            for _ in 0..2 {
+                let Some(batch) = self.claim(ring, node).await? else {
+                    break;
+                };
+                let total = batch.counts.iter().map(|(_, count)| count).sum::<u64>();
+                apply(batch)
                     .await
-            })
-            .await?;
-            applied += total;
+                    .map_err(|error| CacheError::Load(error.to_string()))?;
+                let flushing = self.flushing_key();
+                ring.call_node(node, |mut connection: ConnectionManager| async move {
+                    redis::cmd("DEL")
+                        .arg(&flushing)
+                        .query_async::<()>(&mut connection)
+                        .await
+                })
+                .await?;
+                applied += total;
+            }
         }
         Ok(applied)
     }

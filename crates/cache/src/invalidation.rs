@@ -76,9 +76,11 @@ pub(crate) async fn listen(
             () = stop.cancelled() => return,
             outcome = session => outcome,
         };
-        let _ = subscribed.send(false);
-        // From now on other nodes' writes go unheard: drop what they may change.
-        evictor.evict_everything();
+        if subscribed.send_replace(false) {
+            // From now on other nodes' writes go unheard: drop what they may change.
+            evictor.evict_everything();
+            backoff = Duration::from_millis(100);
+        }
         match outcome {
             Ok(()) => tracing::warn!("cache invalidation subscription ended; resubscribing"),
             Err(error) => {

@@ -3,42 +3,53 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
-use loadstar_cache::{CacheSettings, TwoTierCache};
+use loadstar_cache::{
+    CacheSettings, Lifetimes, RedisRing, TwoTierCache, Versioned, DEGRADED_LOCAL_TTL,
+};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_writes_succeed_while_redis_is_unreachable() {
     // Nothing listens on port 1 of loopback: every connect is refused at once.
-    let cache = TwoTierCache::new(&CacheSettings {
-        redis_urls: vec!["redis://127.0.0.1:1".to_owned()],
-        redis_timeout: Duration::from_millis(200),
-        ..CacheSettings::default()
-    })
+    let ring = RedisRing::new(
+        &["redis://127.0.0.1:1".to_owned()],
+        Duration::from_millis(200),
+    )
     .unwrap();
+    let cache = TwoTierCache::with_redis(&CacheSettings::default(), Arc::new(ring));
+    let lifetimes = Lifetimes {
+        ttl: Duration::from_secs(60),
+        negative_ttl: Duration::from_secs(60),
+    };
     for n in 0..20 {
         let key = format!("down:{n}");
         assert_eq!(cache.get(&key).await, None);
         let value = cache
-            .get_or_load(&key, Duration::from_secs(60), || async {
-                Ok::<_, String>(Bytes::from(format!("v{n}")))
+            .get_or_load(&key, lifetimes, || async {
+                Ok::<_, String>(Some(Versioned {
+                    value: Bytes::from(format!("v{n}")),
+                    version: 1,
+                }))
             })
             .await
             .unwrap();
-        assert_eq!(value, Bytes::from(format!("v{n}")));
+        assert_eq!(value, Some(Bytes::from(format!("v{n}"))));
         assert_eq!(
             cache.get(&key).await,
-            Some(value),
+            value,
             "served from the in-process tier"
         );
     }
     cache
-        .set(
-            "down:set",
-            Bytes::from_static(b"x"),
-            Duration::from_secs(60),
-        )
+        .put("down:set", Some(Bytes::from_static(b"x")), 1, lifetimes)
         .await;
     assert_eq!(cache.get("down:set").await.as_deref(), Some(&b"x"[..]));
-    cache.delete("down:set").await;
+    cache.invalidate("down:set").await;
     assert_eq!(cache.get("down:set").await, None);
+    assert!(cache.stats().bypasses > 0, "the bypasses are counted");
+    assert!(
+        DEGRADED_LOCAL_TTL <= Duration::from_secs(1),
+        "unheard invalidations bound staleness to a second"
+    );
 }
