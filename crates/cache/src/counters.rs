@@ -16,23 +16,35 @@ use redis::Script;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
-/// Field of a flushing hash that holds its batch id (members are never empty strings
-/// starting with `#`).
+/// Field of a flushing hash that holds its batch id (members never start with `#`; `#at`
+/// holds when the batch was last claimed).
 const BATCH_FIELD: &str = "#batch";
 
-/// Claims the pending hash as a batch, or returns the batch a dead flusher left.
+/// Claims the pending hash as a batch, or takes over the batch a flusher left more than
+/// `ARGV[3]` ms ago (it died, or failed and released it); nothing while another flusher
+/// is at work on it.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('EXISTS', KEYS[2]) == 0 then
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local at = tonumber(redis.call('HGET', KEYS[2], '#at') or '0')
+  if now - at < tonumber(ARGV[3]) then return {} end
+else
   if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
   redis.call('RENAME', KEYS[1], KEYS[2])
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 end
+redis.call('HSET', KEYS[2], '#at', now)
 return redis.call('HGETALL', KEYS[2])",
     )
 });
+
+/// A flusher that has held a batch this long without finishing is presumed dead.
+const TAKEOVER_AFTER: Duration = Duration::from_secs(30);
 
 /// A batch of accumulated counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +60,7 @@ pub struct WriteBackCounter {
     name: String,
     local: Mutex<HashMap<String, u64>>,
     redis: Option<Arc<RedisRing>>,
+    takeover_after: Duration,
 }
 
 impl WriteBackCounter {
@@ -57,6 +70,7 @@ impl WriteBackCounter {
             name: name.to_owned(),
             local: Mutex::new(HashMap::new()),
             redis: None,
+            takeover_after: TAKEOVER_AFTER,
         }
     }
 
@@ -66,6 +80,13 @@ impl WriteBackCounter {
             redis: Some(ring),
             ..Self::local_only(name)
         }
+    }
+
+    /// How long a claimed batch may stay unfinished before another flusher takes it
+    /// over (default 30 s; tests shorten it).
+    pub fn with_takeover_after(mut self, after: Duration) -> Self {
+        self.takeover_after = after;
+        self
     }
 
     fn pending_key(&self) -> String {
@@ -144,9 +165,10 @@ impl WriteBackCounter {
                     break;
                 };
                 let total = batch.counts.iter().map(|(_, count)| count).sum::<u64>();
-                apply(batch)
-                    .await
-                    .map_err(|error| CacheError::Load(error.to_string()))?;
+                if let Err(error) = apply(batch).await {
+                    self.release(ring, node).await;
+                    return Err(CacheError::Load(error.to_string()));
+                }
                 let flushing = self.flushing_key();
                 ring.call_node(node, |mut connection: ConnectionManager| async move {
                     redis::cmd("DEL")
@@ -161,6 +183,25 @@ impl WriteBackCounter {
         Ok(applied)
     }
 
+    /// Hands a batch the sink rejected to the next flush at once (best effort: if Redis
+    /// does not answer, the batch waits for the takeover time instead).
+    async fn release(&self, ring: &RedisRing, node: usize) {
+        let flushing = self.flushing_key();
+        let released = ring
+            .call_node(node, |mut connection: ConnectionManager| async move {
+                redis::cmd("HSET")
+                    .arg(&flushing)
+                    .arg("#at")
+                    .arg(0)
+                    .query_async::<()>(&mut connection)
+                    .await
+            })
+            .await;
+        if let Err(error) = released {
+            tracing::debug!(counter = %self.name, error = %error, "cannot release a rejected batch");
+        }
+    }
+
     /// The batch waiting on `node`, claimed from its pending counts if none is.
     async fn claim(&self, ring: &RedisRing, node: usize) -> Result<Option<CountBatch>, CacheError> {
         let mut invocation = CLAIM.prepare_invoke();
@@ -172,7 +213,8 @@ impl WriteBackCounter {
                 "{:016x}{:016x}",
                 rand::random::<u64>(),
                 rand::random::<u64>()
-            ));
+            ))
+            .arg(u64::try_from(self.takeover_after.as_millis()).unwrap_or(u64::MAX));
         let fields: Vec<(String, String)> = ring
             .call_node(node, |mut connection: ConnectionManager| async move {
                 invocation.invoke_async(&mut connection).await
@@ -183,6 +225,8 @@ impl WriteBackCounter {
         for (field, value) in fields {
             if field == BATCH_FIELD {
                 id = Some(value);
+            } else if field.starts_with('#') {
+                continue;
             } else if let Ok(count) = value.parse::<u64>() {
                 counts.push((field, count));
             }

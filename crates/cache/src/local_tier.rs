@@ -18,6 +18,14 @@ pub(crate) struct Cached {
     pub version: u64,
 }
 
+impl Cached {
+    /// The value with its version; `None` for a negative entry.
+    pub(crate) fn into_versioned(self) -> Option<crate::Versioned> {
+        let version = self.version;
+        self.value.map(|value| crate::Versioned { value, version })
+    }
+}
+
 /// A cached record and how long it may live here.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {

@@ -232,8 +232,8 @@ impl TwoTierCache {
         }
     }
 
-    /// Cache-aside: the cached value, or `load`'s, stored in both tiers. `Ok(None)`: the
-    /// source has no such item (cached for `negative_ttl`). Concurrent misses of one key
+    /// Cache-aside: the cached value and its version, or `load`'s, stored in both tiers.
+    /// `Ok(None)`: the source has no such item (cached for `negative_ttl`). Concurrent misses of one key
     /// in this process run `load` once (single flight); across processes the Redis lease
     /// lets one load while the others wait up to `lease_wait` for its value.
     pub async fn get_or_load<F, Fut, E>(
@@ -241,7 +241,7 @@ impl TwoTierCache {
         key: &str,
         lifetimes: Lifetimes,
         load: F,
-    ) -> Result<Option<Bytes>, CacheError>
+    ) -> Result<Option<Versioned>, CacheError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<Versioned>, E>>,
@@ -249,7 +249,7 @@ impl TwoTierCache {
     {
         if let Some(cached) = self.local.get(key).await {
             self.metrics.hit("local");
-            return Ok(cached.value);
+            return Ok(cached.into_versioned());
         }
         self.metrics.miss("local");
         let started = self.log.now();
@@ -262,7 +262,7 @@ impl TwoTierCache {
             // A write landed while this fill was in flight: what it read may be older.
             self.local.remove(key).await;
         }
-        Ok(filled.value)
+        Ok(filled.into_versioned())
     }
 
     /// The entry a local miss stores: from Redis, or loaded under a lease.

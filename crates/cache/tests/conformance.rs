@@ -150,9 +150,7 @@ async fn concurrent_misses_of_one_key_load_it_once(nodes: Nodes) {
         }
     });
     let values = join_all(readers).await;
-    assert!(values
-        .iter()
-        .all(|value| value.as_deref() == Some(&b"loaded"[..])));
+    assert!(values.iter().all(|value| *value == found("loaded", 1)));
     assert_eq!(loads.load(Ordering::SeqCst), 1, "one load for 200 misses");
     assert_eq!(cache.stats().loads, 1);
 }
@@ -193,7 +191,7 @@ async fn a_failed_load_is_reported_and_not_cached(nodes: Nodes) {
         .get_or_load(&key, LONG, || async { Ok::<_, String>(found("ok", 1)) })
         .await
         .unwrap();
-    assert_eq!(value, Some(bytes("ok")), "the next read loads again");
+    assert_eq!(value, found("ok", 1), "the next read loads again");
 }
 
 /// A read that loaded the old row before a write, and finishes after it, must not leave
@@ -229,7 +227,7 @@ async fn a_load_racing_a_write_does_not_cache_the_old_value(nodes: Nodes) {
     write_done.send(()).unwrap();
     assert_eq!(
         slow_read.await.unwrap(),
-        Some(bytes("old")),
+        found("old", 1),
         "that caller sees what it read"
     );
     let after = reader
@@ -238,7 +236,7 @@ async fn a_load_racing_a_write_does_not_cache_the_old_value(nodes: Nodes) {
         })
         .await
         .unwrap();
-    assert_eq!(after, Some(bytes("new")), "the next read loads the new row");
+    assert_eq!(after, found("new", 2), "the next read loads the new row");
 }
 
 /// Redis only: a value written by one node is served to another from Redis.
@@ -254,7 +252,7 @@ async fn a_value_written_by_one_node_is_read_by_another(nodes: Nodes) {
         })
         .await
         .unwrap();
-    assert_eq!(loaded, Some(bytes("fresh")));
+    assert_eq!(loaded, found("fresh", 1));
 }
 
 /// Redis only: after a write on node A, node B drops its in-process copy and serves the
@@ -306,7 +304,7 @@ async fn a_stampede_over_two_nodes_loads_at_most_twice(nodes: Nodes) {
         })
     });
     for value in join_all(readers).await {
-        assert_eq!(value.unwrap(), Some(bytes("row")));
+        assert_eq!(value.unwrap(), found("row", 1));
     }
     let loads = loads.load(Ordering::SeqCst);
     eprintln!(

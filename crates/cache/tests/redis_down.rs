@@ -33,7 +33,8 @@ async fn reads_and_writes_succeed_while_redis_is_unreachable() {
                 }))
             })
             .await
-            .unwrap();
+            .unwrap()
+            .map(|found| found.value);
         assert_eq!(value, Some(Bytes::from(format!("v{n}"))));
         assert_eq!(
             cache.get(&key).await,

@@ -126,8 +126,9 @@ async fn redis_counts_outlive_the_node_that_counted_them() {
     assert_eq!(sink.total("9"), 42);
 }
 
-/// A flusher applies a batch and dies before deleting it; the next flusher re-sends the
-/// same batch id, which the sink recognises: applied exactly once.
+/// A flusher applies a batch and fails before deleting it (as if it died after the
+/// commit); the next flusher re-sends the same batch id, which the sink recognises:
+/// applied exactly once.
 #[tokio::test]
 async fn redis_a_batch_a_dead_flusher_left_is_applied_exactly_once() {
     let Some(ring) = ring() else { return };
@@ -148,7 +149,8 @@ async fn redis_a_batch_a_dead_flusher_left_is_applied_exactly_once() {
     assert!(died.is_err());
     assert_eq!(sink.total("5"), 10);
     counter.add("5", 1).await;
-    let next = WriteBackCounter::with_redis(&name, ring);
+    // Another node, which takes over a batch as soon as nobody works on it.
+    let next = WriteBackCounter::with_redis(&name, ring).with_takeover_after(Duration::ZERO);
     next.flush(|batch| sink.apply(batch)).await.unwrap();
     next.flush(|batch| sink.apply(batch)).await.unwrap();
     assert_eq!(
@@ -156,4 +158,29 @@ async fn redis_a_batch_a_dead_flusher_left_is_applied_exactly_once() {
         11,
         "the left batch once, then the new count"
     );
+}
+
+/// While one flusher works on a batch, another does not take it (it would race the
+/// first's commit); it takes over only once the first is presumed dead.
+#[tokio::test]
+async fn redis_a_batch_in_progress_is_not_taken_over_early() {
+    let Some(ring) = ring() else { return };
+    let name = name();
+    let first = WriteBackCounter::with_redis(&name, Arc::clone(&ring));
+    first.add("3", 4).await;
+    let second = WriteBackCounter::with_redis(&name, ring);
+    let sink = Sink::default();
+    first
+        .flush(|batch| {
+            let (second, sink) = (&second, &sink);
+            async move {
+                // Mid-flush, the other node finds nothing it may take.
+                let taken = second.flush(|batch| sink.apply(batch)).await.unwrap();
+                assert_eq!(taken, 0);
+                sink.apply(batch).await
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(sink.total("3"), 4);
 }
