@@ -41,6 +41,9 @@ impl Application {
             .context("cannot open the database")?;
         db.migrate().await.context("cannot migrate the database")?;
         let state = crate::shop_state::build(&db, config)?;
+        if let Err(error) = loadstar_shop::products::views::warm_up(&state).await {
+            tracing::warn!(error = %error, "cache warm-up failed; starting cold");
+        }
         let router = http_stack(
             loadstar_shop::router(state.clone()).merge(ops_routes::router(db.clone())),
             config,
@@ -106,6 +109,9 @@ impl Application {
             crate::worker_role::spawn_monitors(&state, &config, &shutdown);
         }
         let workers = crate::worker_role::spawn_pools(workers, &shutdown);
+        let stop_flusher = CancellationToken::new();
+        let flusher =
+            loadstar_shop::products::views::spawn_flusher(state.clone(), stop_flusher.clone());
         let address = listener.local_addr()?;
         tracing::info!(
             url = %format!("http://{address}"),
@@ -132,6 +138,13 @@ impl Application {
             }
         }
         crate::worker_role::join_pools(workers).await;
+        // The last write-back, now that no request counts views any more.
+        stop_flusher.cancel();
+        if let Some(flusher) = flusher {
+            if let Err(error) = flusher.await {
+                tracing::warn!(error = %error, "product view flusher failed");
+            }
+        }
         db.close().await;
         tracing::info!("api stopped");
         Ok(())

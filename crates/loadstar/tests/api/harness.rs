@@ -119,6 +119,9 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     config.auth.argon2_iterations = 1;
     config.log.format = LogFormat::Text;
     config.log.level = "warn".to_owned();
+    // Tests read their own writes from list pages; the TTL-only list cache (stale for
+    // its TTL by design) has its own tests.
+    config.cache.product_list.strategy = loadstar_core::config::CacheStrategy::Off;
     config
 }
 

@@ -31,7 +31,7 @@ impl JobHandler for OrderExpiry {
     async fn handle(&self, job: &LeasedJob) -> Result<(), HandlerError> {
         let expiry: v1::OrderExpiry = decode(&job.payload)?;
         let order_id = Id::from_i64(expiry.order_id);
-        match crate::orders::repository::cancel(&self.context.state.db, order_id).await {
+        match crate::orders::repository::cancel(&self.context.state, order_id).await {
             Ok(_) => {
                 tracing::info!(order_id = %order_id, "unpaid order expired and was cancelled");
                 Ok(())

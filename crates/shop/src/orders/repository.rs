@@ -87,6 +87,8 @@ pub async fn place(
     match inserted {
         Ok(order) => {
             tx.commit().await?;
+            let products: Vec<Id> = order.items.iter().map(|item| item.product_id).collect();
+            crate::products::cache::changed(state, &products).await;
             Ok(Placed::Created(order))
         }
         Err(error) => {
@@ -335,10 +337,11 @@ pub async fn list_for_user(
     Ok(orders)
 }
 
-/// Cancels a pending order and returns its stock, in one transaction.
-pub async fn cancel(db: &Database, order_id: Id) -> ShopResult<Order> {
+/// Cancels a pending order and returns its stock, in one transaction; the products'
+/// cached copies are evicted after the commit.
+pub async fn cancel(state: &ShopState, order_id: Id) -> ShopResult<Order> {
     let now = Timestamp::now();
-    let mut tx = db.writer().begin().await?;
+    let mut tx = state.db.writer().begin().await?;
     let changed = query(
         "UPDATE orders SET status = 'cancelled', updated_at = $2 WHERE id = $1 AND status = 'pending'",
     )
@@ -380,6 +383,8 @@ pub async fn cancel(db: &Database, order_id: Id) -> ShopResult<Order> {
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
+    let products: Vec<Id> = items.iter().map(|item| item.product_id).collect();
+    crate::products::cache::changed(state, &products).await;
     let mut order = order_from_row(&row)?;
     order.items = items;
     Ok(order)

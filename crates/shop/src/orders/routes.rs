@@ -224,7 +224,7 @@ pub async fn cancel_order(
 ) -> ShopResult<Json<Order>> {
     let user_id = owner_in_path(&principal, &raw_user_id)?;
     let order = owned_order(&state, user_id, &raw_order_id).await?;
-    let cancelled = repository::cancel(&state.db, order.id).await?;
+    let cancelled = repository::cancel(&state, order.id).await?;
     tracing::info!(order_id = %order.id, user_id = %user_id, "order cancelled");
     Ok(Json(cancelled))
 }

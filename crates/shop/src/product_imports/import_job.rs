@@ -5,9 +5,9 @@ use crate::messages::{v1, PRODUCT_IMPORT};
 use crate::order_pipeline::decode;
 use crate::state::ShopState;
 use async_trait::async_trait;
-use loadstar_core::Timestamp;
+use loadstar_core::{Id, Timestamp};
 use loadstar_jobs::{HandlerError, JobHandler, LeasedJob, RetryPolicy, WorkerPool};
-use loadstar_store::sql::query;
+use loadstar_store::sql::{query, Row};
 use std::sync::Arc;
 
 /// Adds the import handler to `pool`.
@@ -38,11 +38,11 @@ impl JobHandler for ProductImportJob {
         };
         let now = Timestamp::now().unix_micros();
         let mut tx = self.state.db.writer().begin().await.map_err(failed)?;
-        let mut changed = 0;
+        let mut changed = Vec::new();
         for product in &import.products {
             // A product that already matches keeps its version (and ETag): importing the
             // same file twice changes nothing the second time.
-            changed += query(
+            let row = query(
                 "INSERT INTO products (id, sku, name, description, price_cents, currency, stock, \
                    version, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8) \
@@ -52,7 +52,8 @@ impl JobHandler for ProductImportJob {
                    version = products.version + 1, updated_at = excluded.updated_at \
                  WHERE products.name <> excluded.name OR products.description <> excluded.description \
                    OR products.price_cents <> excluded.price_cents \
-                   OR products.currency <> excluded.currency OR products.stock <> excluded.stock",
+                   OR products.currency <> excluded.currency OR products.stock <> excluded.stock \
+                 RETURNING id",
             )
             .bind(self.state.ids.next_id().as_i64())
             .bind(&product.sku)
@@ -62,13 +63,16 @@ impl JobHandler for ProductImportJob {
             .bind(&product.currency)
             .bind(product.stock)
             .bind(now)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(failed)?
-            .rows_affected();
+            .map_err(failed)?;
+            if let Some(row) = row {
+                changed.push(Id::from_i64(row.try_get("id").map_err(failed)?));
+            }
         }
         tx.commit().await.map_err(failed)?;
-        tracing::info!(job_id = %job.id, products = import.products.len(), changed, "product import applied");
+        tracing::info!(job_id = %job.id, products = import.products.len(), changed = changed.len(), "product import applied");
+        crate::products::cache::changed(&self.state, &changed).await;
         Ok(())
     }
 }

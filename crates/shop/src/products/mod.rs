@@ -4,9 +4,11 @@
 //! on each change (including stock moves by orders); it is the `ETag`, so conditional
 //! reads (`If-None-Match` → 304) and optimistic writes (`If-Match` → 412) come for free.
 
+pub mod cache;
 pub mod conditional;
 pub mod repository;
 pub mod routes;
+pub mod views;
 
 use crate::error::ShopResult;
 use crate::validation::{is_currency_code, Validator};
@@ -40,8 +42,13 @@ pub struct Product {
 impl Product {
     /// The entity tag of this version of the product.
     pub fn etag(&self) -> String {
-        format!("\"v{}\"", self.version)
+        etag_of(self.version)
     }
+}
+
+/// The entity tag of a product's `version`.
+pub fn etag_of(version: impl std::fmt::Display) -> String {
+    format!("\"v{version}\"")
 }
 
 /// Body of `POST /v1/products` and `PUT /v1/products/{productId}`: every writable field.

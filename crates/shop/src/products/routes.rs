@@ -2,7 +2,7 @@
 
 use super::conditional::{if_match_version, if_none_match_hits};
 use super::repository::{self, ProductFilter, WriteOutcome};
-use super::{Product, ProductInput, ProductPatch, MAX_PRICE_CENTS};
+use super::{etag_of, Product, ProductInput, ProductPatch, MAX_PRICE_CENTS};
 use crate::auth::Principal;
 use crate::error::{ShopError, ShopResult};
 use crate::extract::path_id;
@@ -59,7 +59,7 @@ pub type ProductPage = Page<Product>;
 pub async fn list_products(
     State(state): State<ShopState>,
     Query(query): Query<ProductListQuery>,
-) -> ShopResult<Json<ProductPage>> {
+) -> ShopResult<Response> {
     let mut errors = Vec::new();
     let page = PageRequest::parse(query.cursor.as_deref(), query.limit.as_deref(), &mut errors);
     let filter = ProductFilter {
@@ -86,8 +86,20 @@ pub async fn list_products(
         errors.push(FieldError::new("q", "must be at most 100 characters"));
     }
     ensure_valid(errors)?;
-    let rows = repository::list(&state.db, &filter, page).await?;
-    Ok(Json(page.into_page(rows, |product| product.id)))
+    let body = super::cache::list_page(&state, &filter, page).await?;
+    Ok(json_response(body))
+}
+
+/// A response with a JSON body encoded ahead (kept in the cache as sent).
+fn json_response(body: bytes::Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 fn parse_price(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<i64> {
@@ -124,17 +136,18 @@ pub async fn get_product(
     headers: HeaderMap,
 ) -> ShopResult<Response> {
     let id = path_id("productId", &raw_id)?;
-    let product = repository::find(&state.db, id)
+    let product = super::cache::read(&state, id)
         .await?
         .ok_or(ShopError::NotFound("product"))?;
-    let etag = product.etag();
+    super::cache::viewed(&state, id).await;
+    let etag = etag_of(product.version);
     if if_none_match_hits(&headers, &etag) {
         return Ok(with_cache_headers(
             StatusCode::NOT_MODIFIED.into_response(),
             &etag,
         ));
     }
-    Ok(with_cache_headers(Json(product).into_response(), &etag))
+    Ok(with_cache_headers(json_response(product.value), &etag))
 }
 
 fn with_cache_headers(mut response: Response, etag: &str) -> Response {
@@ -204,6 +217,7 @@ pub async fn create_product(
         .await
         .map_err(sku_conflict)?;
     tracing::info!(product_id = %product.id, sku = %product.sku, "product created");
+    super::cache::written(&state, &product).await?;
     Ok(written(StatusCode::CREATED, product))
 }
 
@@ -236,7 +250,9 @@ pub async fn replace_product(
     let result = repository::replace(&state.db, id, &input, expected)
         .await
         .map_err(sku_conflict)?;
-    Ok(written(StatusCode::OK, outcome(result)?))
+    let product = outcome(result)?;
+    super::cache::written(&state, &product).await?;
+    Ok(written(StatusCode::OK, product))
 }
 
 /// Changes some fields of a product (admins), as a JSON merge patch (RFC 7396).
@@ -278,7 +294,9 @@ pub async fn patch_product(
     let result = repository::replace(&state.db, id, &input, expected)
         .await
         .map_err(sku_conflict)?;
-    Ok(written(StatusCode::OK, outcome(result)?))
+    let product = outcome(result)?;
+    super::cache::written(&state, &product).await?;
+    Ok(written(StatusCode::OK, product))
 }
 
 /// Applies an RFC 7396 merge patch to the writable fields. Every field here is required,
@@ -340,7 +358,8 @@ pub async fn delete_product(
     principal.require_admin()?;
     let id: Id = path_id("productId", &raw_id)?;
     let expected = if_match_version(&headers)?;
-    outcome(repository::delete(&state.db, id, expected).await?)?;
+    let product = outcome(repository::delete(&state.db, id, expected).await?)?;
+    super::cache::deleted(&state, &product).await;
     tracing::info!(product_id = %id, "product deleted");
     Ok(StatusCode::NO_CONTENT)
 }

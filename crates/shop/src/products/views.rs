@@ -1,0 +1,142 @@
+//! Product views, written back: `GET /v1/products/{id}` counts in the cache
+//! ([`super::cache::viewed`]); a flusher on every api node writes the accumulated counts
+//! to `products.view_count` in one transaction per batch, every
+//! `cache.product_views.flush_interval_ms`, and once more on a graceful stop.
+//!
+//! What a crash can lose: in process only (no Redis), the views the node counted since
+//! its last flush — at most one flush interval of them. With Redis, the counts live in
+//! Redis from the moment they are made, so a crashed api node loses none (only views
+//! whose increment was still in flight, and those counted in process while Redis was
+//! unreachable). A batch from Redis is applied under its batch id (`counter_flushes`),
+//! so re-sending it after a flusher died mid-flush never counts it twice.
+
+use crate::error::{ShopError, ShopResult};
+use crate::state::ShopState;
+use loadstar_cache::CountBatch;
+use loadstar_core::{Id, Timestamp};
+use loadstar_store::sql::{query, Row};
+use loadstar_store::Database;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Products per UPDATE statement of a batch.
+const ROWS_PER_STATEMENT: usize = 200;
+/// Applied batch ids are kept this long: far longer than a dead flusher's batch waits.
+const REMEMBER_BATCHES_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// Writes every accumulated view count to the database; returns how many views.
+pub async fn flush(state: &ShopState) -> ShopResult<u64> {
+    let Some(views) = &state.caches.product_views else {
+        return Ok(0);
+    };
+    views
+        .flush(|batch| apply(&state.db, batch))
+        .await
+        .map_err(|error| ShopError::Unavailable(format!("flushing product views: {error}")))
+}
+
+/// Adds one batch to `products.view_count`, once per batch id.
+async fn apply(db: &Database, batch: CountBatch) -> ShopResult<()> {
+    let mut tx = db.writer().begin().await?;
+    if let Some(batch_id) = &batch.id {
+        let now = Timestamp::now();
+        let fresh = query(
+            "INSERT INTO counter_flushes (batch_id, flushed_at) VALUES ($1, $2) ON CONFLICT (batch_id) DO NOTHING",
+        )
+        .bind(batch_id)
+        .bind(now.unix_micros())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            tracing::info!(batch_id, "view batch applied before; skipped");
+            return Ok(());
+        }
+        let forget_before =
+            now.unix_micros() - i64::try_from(REMEMBER_BATCHES_FOR.as_micros()).unwrap_or(i64::MAX);
+        query("DELETE FROM counter_flushes WHERE flushed_at < $1")
+            .bind(forget_before)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let counts: Vec<(i64, i64)> = batch
+        .counts
+        .iter()
+        .filter_map(|(member, count)| Some((member.parse().ok()?, i64::try_from(*count).ok()?)))
+        .collect();
+    for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+        // view_count + CASE id WHEN $1 THEN $2 … END WHERE id IN ($1, $3, …)
+        let mut cases = String::new();
+        let mut ids = Vec::with_capacity(chunk.len());
+        for n in 0..chunk.len() {
+            cases.push_str(&format!(" WHEN ${} THEN ${}", 2 * n + 1, 2 * n + 2));
+            ids.push(format!("${}", 2 * n + 1));
+        }
+        let sql = format!(
+            "UPDATE products SET view_count = view_count + CASE id{cases} ELSE 0 END WHERE id IN ({})",
+            ids.join(", ")
+        );
+        let mut statement = query(&sql);
+        for (id, count) in chunk {
+            statement = statement.bind(*id).bind(*count);
+        }
+        statement.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Flushes every `interval` until `stop`, then once more.
+pub fn spawn_flusher(state: ShopState, stop: CancellationToken) -> Option<JoinHandle<()>> {
+    state.caches.product_views.as_ref()?;
+    let interval = state.caches.views_flush_interval;
+    Some(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopping = tokio::select! {
+                () = stop.cancelled() => true,
+                _ = ticks.tick() => false,
+            };
+            match flush(&state).await {
+                Ok(0) => {}
+                Ok(views) => tracing::debug!(views, "product views written back"),
+                Err(error) => {
+                    tracing::warn!(error = %error, "product views not written back yet; kept for the next flush")
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }))
+}
+
+/// Loads the `cache.warm_up_products` most-viewed products into the cache, so a node
+/// that just started serves its first requests for them from memory.
+pub async fn warm_up(state: &ShopState) -> ShopResult<usize> {
+    let wanted = state.caches.warm_up_products;
+    if wanted == 0 || !state.caches.product.enabled() {
+        return Ok(0);
+    }
+    let began = Instant::now();
+    let rows = query("SELECT id FROM products ORDER BY view_count DESC, id LIMIT $1")
+        .bind(i64::from(wanted))
+        .fetch_all(state.db.reader())
+        .await?;
+    let mut loaded = 0;
+    for row in rows {
+        let id = Id::from_i64(row.try_get("id")?);
+        if super::cache::read(state, id).await?.is_some() {
+            loaded += 1;
+        }
+    }
+    tracing::info!(
+        products = loaded,
+        took_ms = began.elapsed().as_millis() as u64,
+        "product cache warmed up"
+    );
+    Ok(loaded)
+}
