@@ -31,6 +31,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub config: Config,
     pub database: Database,
+    /// The node's shop state (its caches, job queue, sessions).
+    pub state: ShopState,
     pub backend: Backend,
     pub shutdown: CancellationToken,
     pub server: JoinHandle<anyhow::Result<()>>,
@@ -122,6 +124,8 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     // Tests read their own writes from list pages; the TTL-only list cache (stale for
     // its TTL by design) has its own tests.
     config.cache.product_list.strategy = loadstar_core::config::CacheStrategy::Off;
+    // Views reach the database quickly, so tests that count them wait little.
+    config.cache.product_views.flush_interval_ms = 50;
     config
 }
 
@@ -145,6 +149,7 @@ pub async fn spawn_with_config(config: Config, backend: Backend) -> TestApp {
 fn start(application: Application, config: Config, backend: Backend) -> TestApp {
     let address = format!("http://{}", application.local_addr().unwrap());
     let database = application.database().clone();
+    let state = application.state().clone();
     let shutdown = application.shutdown_token();
     let server = tokio::spawn(application.run_until_stopped());
     TestApp {
@@ -157,6 +162,7 @@ fn start(application: Application, config: Config, backend: Backend) -> TestApp 
         data_dir: config.data_dir.clone(),
         config,
         database,
+        state,
         backend,
         shutdown,
         server,
@@ -245,9 +251,8 @@ impl TestApp {
     pub async fn admin(&self) -> TestUser {
         let email = format!("admin-{}@example.com", random_suffix());
         let password = "admin password 1".to_owned();
-        let state = ShopState::new(self.database.clone(), &self.config).unwrap();
         let user = loadstar_shop::users::register(
-            &state,
+            &self.state,
             SignUp {
                 email: email.clone(),
                 password: password.clone(),

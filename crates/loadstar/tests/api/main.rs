@@ -8,6 +8,7 @@ mod harness;
 
 mod alerts;
 mod api_keys;
+mod cache;
 mod claim_check;
 mod contract;
 mod errors;
