@@ -90,11 +90,18 @@ impl WriteBackCounter {
     }
 
     fn pending_key(&self) -> String {
-        format!("wb:{}:pending", self.name)
+        self.namespaced(&format!("wb:{}:pending", self.name))
     }
 
     fn flushing_key(&self) -> String {
-        format!("wb:{}:flushing", self.name)
+        self.namespaced(&format!("wb:{}:flushing", self.name))
+    }
+
+    fn namespaced(&self, name: &str) -> String {
+        match &self.redis {
+            Some(ring) => ring.key(name),
+            None => name.to_owned(),
+        }
     }
 
     fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {

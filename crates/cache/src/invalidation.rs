@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// The pub/sub channel of invalidations.
-pub const CHANNEL: &str = "loadstar:cache:invalidate";
+/// The pub/sub channel of invalidations (inside the ring's namespace).
+pub const CHANNEL: &str = "cache:invalidate";
 
 /// An invalidation message from `origin` for `key`.
 pub(crate) fn message(origin: &str, key: &str) -> String {
@@ -49,6 +49,7 @@ impl Evictor {
 /// caches invalidate; `subscribed` turns true once it listens.
 pub(crate) async fn listen(
     client: redis::Client,
+    channel: String,
     evictor: Evictor,
     subscribed: watch::Sender<bool>,
     stop: CancellationToken,
@@ -57,7 +58,7 @@ pub(crate) async fn listen(
     while !stop.is_cancelled() {
         let session = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(CHANNEL).await?;
+            pubsub.subscribe(&channel).await?;
             // Whatever was published while we were not listening is lost: start cold.
             evictor.evict_everything();
             let _ = subscribed.send(true);

@@ -33,5 +33,5 @@ pub use error::CacheError;
 pub use hash_ring::{HashRing, VIRTUAL_NODES};
 pub use invalidation::CHANNEL as INVALIDATION_CHANNEL;
 pub use metrics::CacheStats;
-pub use redis_ring::RedisRing;
+pub use redis_ring::{RedisRing, DEFAULT_NAMESPACE};
 pub use two_tier::{CacheSettings, Lifetimes, TwoTierCache, Versioned, DEGRADED_LOCAL_TTL};

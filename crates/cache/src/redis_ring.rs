@@ -16,6 +16,9 @@ const BREAKER_FAILURES: u32 = 3;
 /// How long an open breaker skips its node before one trial call.
 const BREAKER_OPEN_FOR: Duration = Duration::from_secs(1);
 
+/// The namespace of keys unless configured otherwise.
+pub const DEFAULT_NAMESPACE: &str = "loadstar";
+
 /// One Redis node: its client, its connection (made on first use), its breaker.
 struct Node {
     client: redis::Client,
@@ -30,6 +33,8 @@ pub struct RedisRing {
     ring: HashRing,
     timeout: Duration,
     metrics: CacheMetrics,
+    /// Prefix of every key and channel, so deployments (or tests) can share a Redis.
+    namespace: String,
 }
 
 impl RedisRing {
@@ -54,7 +59,19 @@ impl RedisRing {
             ring: HashRing::new(urls),
             timeout,
             metrics: CacheMetrics::default(),
+            namespace: DEFAULT_NAMESPACE.to_owned(),
         })
+    }
+
+    /// Puts every key and channel under `namespace` instead of `loadstar`.
+    pub fn with_namespace(mut self, namespace: &str) -> Self {
+        namespace.clone_into(&mut self.namespace);
+        self
+    }
+
+    /// `name` inside this ring's namespace: `<namespace>:<name>`.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.namespace)
     }
 
     /// A client per node (subscriptions need their own connections).

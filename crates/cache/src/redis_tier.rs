@@ -1,7 +1,7 @@
 //! The cache's records in Redis: versioned values, negative entries and leases.
 //!
-//! A key `k` is a hash at `c:{k}` with field `v` (the version it was written at) and,
-//! unless the source has no such item, field `d` (the value). Its lease is `c:{k}:lease`
+//! A key `k` is a hash at `<namespace>:c:{k}` with field `v` (the version it was written at) and,
+//! unless the source has no such item, field `d` (the value). Its lease is `…:c:{k}:lease`
 //! on the same node. As in Facebook's memcache, a miss takes the lease (`SET NX PX`)
 //! before loading; writes delete the lease, so a filler that read the source before a
 //! write finds its lease gone and cannot store the old value. Write-through puts carry
@@ -67,14 +67,6 @@ pub(crate) struct RedisTier {
     lease_for: Duration,
 }
 
-fn record_key(key: &str) -> String {
-    format!("c:{key}")
-}
-
-fn lease_key(key: &str) -> String {
-    format!("c:{key}:lease")
-}
-
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis())
         .unwrap_or(u64::MAX)
@@ -90,8 +82,16 @@ impl RedisTier {
         &self.ring
     }
 
+    fn record_key(&self, key: &str) -> String {
+        self.ring.key(&format!("c:{key}"))
+    }
+
+    fn lease_key(&self, key: &str) -> String {
+        self.ring.key(&format!("c:{key}:lease"))
+    }
+
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Cached>, CacheError> {
-        let record = record_key(key);
+        let record = self.record_key(key);
         let (version, value): (Option<u64>, Option<Vec<u8>>) = self
             .ring
             .call(key, |mut connection: ConnectionManager| async move {
@@ -112,7 +112,7 @@ impl RedisTier {
     /// Asks for the right to load `key`.
     pub(crate) async fn take_lease(&self, key: &str) -> Result<Lease, CacheError> {
         let token = format!("{:016x}", rand::random::<u64>());
-        let lease = lease_key(key);
+        let lease = self.lease_key(key);
         let lease_ms = millis(self.lease_for);
         let granted: Option<String> = self
             .ring
@@ -148,8 +148,8 @@ impl RedisTier {
     ) -> Result<bool, CacheError> {
         let mut invocation = FILL.prepare_invoke();
         invocation
-            .key(record_key(key))
-            .key(lease_key(key))
+            .key(self.record_key(key))
+            .key(self.lease_key(key))
             .arg(token)
             .arg(cached.version)
             .arg(millis(ttl));
@@ -172,8 +172,8 @@ impl RedisTier {
     ) -> Result<bool, CacheError> {
         let mut invocation = PUT.prepare_invoke();
         invocation
-            .key(record_key(key))
-            .key(lease_key(key))
+            .key(self.record_key(key))
+            .key(self.lease_key(key))
             .arg(cached.version)
             .arg(millis(ttl));
         push_value(&mut invocation, cached);
@@ -188,7 +188,7 @@ impl RedisTier {
 
     /// Deletes the record and breaks its lease.
     pub(crate) async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        let keys = [record_key(key), lease_key(key)];
+        let keys = [self.record_key(key), self.lease_key(key)];
         self.ring
             .call(key, |mut connection: ConnectionManager| async move {
                 redis::cmd("DEL")
@@ -205,10 +205,11 @@ impl RedisTier {
         key: &str,
         message: String,
     ) -> Result<(), CacheError> {
+        let channel = self.ring.key(crate::invalidation::CHANNEL);
         self.ring
             .call(key, |mut connection: ConnectionManager| async move {
                 redis::cmd("PUBLISH")
-                    .arg(crate::invalidation::CHANNEL)
+                    .arg(channel)
                     .arg(message)
                     .query_async::<()>(&mut connection)
                     .await

@@ -107,15 +107,18 @@ impl TwoTierCache {
             log: log.clone(),
             metrics: metrics.clone(),
         };
-        for client in ring.iter().flat_map(|ring| ring.clients()) {
-            let (sender, receiver) = watch::channel(false);
-            subscribed.push(receiver);
-            tokio::spawn(invalidation::listen(
-                client.clone(),
-                evictor.clone(),
-                sender,
-                stop.clone(),
-            ));
+        if let Some(ring) = &ring {
+            for client in ring.clients() {
+                let (sender, receiver) = watch::channel(false);
+                subscribed.push(receiver);
+                tokio::spawn(invalidation::listen(
+                    client.clone(),
+                    ring.key(invalidation::CHANNEL),
+                    evictor.clone(),
+                    sender,
+                    stop.clone(),
+                ));
+            }
         }
         Self {
             local,

@@ -57,7 +57,8 @@ impl ShopCaches {
                 &config.redis_urls,
                 Duration::from_millis(config.redis_timeout_ms),
             )
-            .map_err(|error| ShopError::Internal(error.to_string()))?;
+            .map_err(|error| ShopError::Internal(error.to_string()))?
+            .with_namespace(&config.namespace);
             Some(Arc::new(ring))
         };
         let settings = CacheSettings {

@@ -9,8 +9,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub struct CacheConfig {
     /// Redis nodes, spread over a consistent-hash ring. In the environment a
     /// comma-separated list: `LOADSTAR_CACHE__REDIS_URLS=redis://a,redis://b`.
-    #[serde(deserialize_with = "list_or_comma_separated")]
+    #[serde(
+        deserialize_with = "list_or_comma_separated",
+        serialize_with = "serialize_redacted_urls"
+    )]
     pub redis_urls: Vec<String>,
+    /// Prefix of every Redis key and channel, so several deployments can share a Redis.
+    pub namespace: String,
     /// Bytes of keys and values the in-process tier may hold.
     pub local_max_bytes: u64,
     /// Longest a Redis call may take before the tier is bypassed for that call.
@@ -39,6 +44,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             redis_urls: Vec::new(),
+            namespace: "loadstar".to_owned(),
             local_max_bytes: 64 * 1024 * 1024,
             redis_timeout_ms: 50,
             ttl_jitter: 0.1,
@@ -150,6 +156,9 @@ impl CacheConfig {
                     .to_owned(),
             );
         }
+        if self.namespace.is_empty() || self.namespace.contains(char::is_whitespace) {
+            return Err("cache.namespace must be a non-empty word".to_owned());
+        }
         if let Some(bad) = self
             .redis_urls
             .iter()
@@ -172,6 +181,18 @@ impl CacheStrategy {
             Self::WriteBack => "write_back",
         }
     }
+}
+
+fn serialize_redacted_urls<S: serde::Serializer>(
+    urls: &[String],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = serializer.serialize_seq(Some(urls.len()))?;
+    for url in urls {
+        seq.serialize_element(&crate::redaction::redact_url_password(url))?;
+    }
+    seq.end()
 }
 
 /// A list from TOML, or one comma-separated string from the environment.

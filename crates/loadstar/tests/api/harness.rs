@@ -126,6 +126,8 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     config.cache.product_list.strategy = loadstar_core::config::CacheStrategy::Off;
     // Views reach the database quickly, so tests that count them wait little.
     config.cache.product_views.flush_interval_ms = 50;
+    // Tests share one Redis; each deployment under test has its own keys.
+    config.cache.namespace = format!("test{}", random_suffix());
     config
 }
 

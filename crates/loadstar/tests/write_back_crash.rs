@@ -1,0 +1,234 @@
+//! Product views are written back: what a crash of an api node can lose, for real. A
+//! `loadstar api` process counts views and is SIGKILLed; the database then holds every
+//! view flushed before the kill and none twice. In process only, the loss is bounded by
+//! the views counted since the last flush; with Redis, nothing that reached Redis is
+//! lost; a graceful stop loses nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod process;
+
+use loadstar_core::config::DatabaseConfig;
+use loadstar_store::sql::{query, Row};
+use loadstar_store::Database;
+use process::{loadstar, stdout_lines, temp_data_dir, wait_for_log};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One api node; killed when dropped.
+struct Node {
+    child: Child,
+    url: String,
+}
+
+impl Node {
+    fn start(env: &[(&str, String)]) -> Self {
+        let mut command = loadstar(&["api", "--listen", "127.0.0.1:0"]);
+        command.envs(env.iter().map(|(key, value)| (*key, value)));
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = stdout_lines(&mut child);
+        let url = wait_for_log(&lines, "listening on", Duration::from_secs(30))["url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || while lines.recv().is_ok() {});
+        Self { child, url }
+    }
+
+    async fn view(&self, product_id: &str, times: usize) {
+        let http = reqwest::Client::new();
+        for _ in 0..times {
+            let response = http
+                .get(format!("{}/v1/products/{product_id}", self.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn environment(data_dir: &Path, flush_interval_ms: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("LOADSTAR_DATA_DIR", data_dir.display().to_string()),
+        ("LOADSTAR_LOG__FORMAT", "json".to_owned()),
+        (
+            "LOADSTAR_CACHE__PRODUCT_VIEWS__FLUSH_INTERVAL_MS",
+            flush_interval_ms.to_string(),
+        ),
+    ]
+}
+
+/// Creates an admin with the CLI and a product through the API; the product's id.
+async fn product(data_dir: &Path, extra_env: &[(&str, String)]) -> String {
+    let mut env = environment(data_dir, 1_000);
+    env.extend(extra_env.iter().cloned());
+    let mut admin = loadstar(&[
+        "admin",
+        "create",
+        "--email",
+        "ops@example.com",
+        "--password",
+        "ops password",
+    ]);
+    admin.envs(env.iter().map(|(key, value)| (*key, value)));
+    assert!(admin.output().unwrap().status.success());
+    let node = Node::start(&env);
+    let http = reqwest::Client::new();
+    let session: Value = http
+        .post(format!("{}/v1/sessions", node.url))
+        .json(&json!({"email": "ops@example.com", "password": "ops password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let product: Value = http
+        .post(format!("{}/v1/products", node.url))
+        .bearer_auth(session["token"].as_str().unwrap())
+        .json(&json!({"sku": "viewed-1", "name": "Viewed mug", "priceCents": 990, "currency": "EUR", "stock": 10}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    product["id"].as_str().unwrap().to_owned()
+}
+
+async fn view_count(data_dir: &Path, product_id: &str) -> i64 {
+    let db = Database::connect(&DatabaseConfig::default(), data_dir)
+        .await
+        .unwrap();
+    let count = query("SELECT view_count FROM products WHERE id = $1")
+        .bind(product_id.parse::<i64>().unwrap())
+        .fetch_one(db.writer())
+        .await
+        .unwrap()
+        .try_get::<i64, _>("view_count")
+        .unwrap();
+    db.close().await;
+    count
+}
+
+async fn until_view_count(data_dir: &Path, product_id: &str, expected: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let count = view_count(data_dir, product_id).await;
+        if count == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "view_count stayed {count}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded above
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_process_crash_loses_at_most_the_views_since_the_last_flush() {
+    let data_dir = temp_data_dir();
+    let product_id = product(&data_dir, &[]).await;
+
+    // Flushed views survive a crash.
+    let mut node = Node::start(&environment(&data_dir, 50));
+    node.view(&product_id, 10).await;
+    until_view_count(&data_dir, &product_id, 10).await;
+    node.view(&product_id, 5).await;
+    node.signal("-KILL");
+    let after_crash = view_count(&data_dir, &product_id).await;
+    eprintln!(
+        "a crash right after 5 unflushed views kept {} of them",
+        after_crash - 10
+    );
+    assert!((10..=15).contains(&after_crash), "{after_crash}");
+
+    // With no flush before the crash, exactly the unflushed views are lost: the bound.
+    let mut node = Node::start(&environment(&data_dir, 3_600_000));
+    node.view(&product_id, 6).await;
+    node.signal("-KILL");
+    assert_eq!(view_count(&data_dir, &product_id).await, after_crash);
+
+    // A graceful stop writes back what it counted.
+    let mut node = Node::start(&environment(&data_dir, 3_600_000));
+    node.view(&product_id, 4).await;
+    node.signal("-TERM");
+    assert_eq!(view_count(&data_dir, &product_id).await, after_crash + 4);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_a_crashed_node_loses_no_view() {
+    let Ok(redis_url) = std::env::var("LOADSTAR_TEST_REDIS_URL") else {
+        eprintln!("LOADSTAR_TEST_REDIS_URL is not set: Redis variant not run");
+        return;
+    };
+    let namespace = format!("crash{:016x}", rand::random::<u64>());
+    let redis_env = [
+        ("LOADSTAR_CACHE__REDIS_URLS", redis_url.clone()),
+        ("LOADSTAR_CACHE__NAMESPACE", namespace.clone()),
+    ];
+    let data_dir = temp_data_dir();
+    let product_id = product(&data_dir, &redis_env).await;
+    let with_redis = |flush_interval_ms| {
+        let mut env = environment(&data_dir, flush_interval_ms);
+        env.extend(redis_env.iter().cloned());
+        env
+    };
+
+    let mut node = Node::start(&with_redis(3_600_000));
+    node.view(&product_id, 8).await;
+    // The increments leave in the background; once Redis holds them, kill the node.
+    let redis = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut connection = redis.get_multiplexed_async_connection().await.unwrap();
+    let pending = format!("{namespace}:wb:product_views:pending");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counted: Option<i64> = redis::cmd("HGET")
+            .arg(&pending)
+            .arg(&product_id)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if counted == Some(8) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Redis holds {counted:?} views");
+        tokio::time::sleep(Duration::from_millis(5)).await; // poll interval, bounded above
+    }
+    node.signal("-KILL");
+    assert_eq!(
+        view_count(&data_dir, &product_id).await,
+        0,
+        "nothing was flushed"
+    );
+
+    // Another node flushes what the dead one counted.
+    let _successor = Node::start(&with_redis(50));
+    until_view_count(&data_dir, &product_id, 8).await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
