@@ -2,6 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use loadstar_cache::CacheError;
 use loadstar_core::{FieldError, Problem};
 use loadstar_store::StoreError;
 
@@ -49,6 +50,17 @@ impl From<StoreError> for ShopError {
         match error {
             StoreError::Unavailable(cause) => ShopError::Unavailable(cause),
             other => ShopError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Where Redis is required (revoking a session), a Redis that fails is a dependency that
+/// is down; callers that can do without Redis handle its errors themselves.
+impl From<CacheError> for ShopError {
+    fn from(error: CacheError) -> Self {
+        match error {
+            CacheError::Unavailable(_) => ShopError::Unavailable(error.to_string()),
+            CacheError::Load(_) | CacheError::Config(_) => ShopError::Internal(error.to_string()),
         }
     }
 }

@@ -87,6 +87,7 @@ pub async fn create_session(
         (status = 204, description = "session revoked"),
         (status = 400, description = "authenticated with an API key, not a session", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the session store (Redis) is unreachable; nothing was revoked, retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_current_session(

@@ -1,6 +1,6 @@
 //! What every shop handler shares.
 
-use crate::auth::{PasswordHasher, SessionStore, SqlSessionStore};
+use crate::auth::{PasswordHasher, RedisSessionStore, SessionStore, SqlSessionStore};
 use crate::caching::ShopCaches;
 use crate::error::ShopError;
 use loadstar_core::config::{Config, JobsConfig};
@@ -46,7 +46,15 @@ impl ShopState {
         wrap: impl FnOnce(Arc<dyn JobQueue>) -> Arc<dyn JobQueue>,
     ) -> Result<Self, ShopError> {
         let caches = ShopCaches::from_config(&config.cache)?;
-        let sessions: Arc<dyn SessionStore> = Arc::new(SqlSessionStore::new(db.clone()));
+        let sql_sessions = SqlSessionStore::new(db.clone());
+        let sessions: Arc<dyn SessionStore> = match &caches.redis {
+            Some(ring) => Arc::new(RedisSessionStore::new(
+                sql_sessions,
+                Arc::clone(ring),
+                "session:",
+            )),
+            None => Arc::new(sql_sessions),
+        };
         let ids = Arc::new(IdGenerator::new(config.node.id));
         let jobs = configured_queue(db.clone(), Arc::clone(&ids), Arc::new(SystemClock), config)
             .map_err(|error| ShopError::Internal(format!("job queue: {error}")))?;

@@ -538,3 +538,13 @@ pub fn webhook_timestamp(headers: &axum::http::HeaderMap) -> i64 {
         .parse()
         .unwrap()
 }
+
+/// Starts another api node of the deployment `config` describes (same database, same
+/// Redis): with node id `node_id`, which no other running node may have, and a data dir
+/// of its own, so each node can be stopped and started again alone.
+pub async fn spawn_node(config: &Config, node_id: u16, backend: Backend) -> TestApp {
+    let mut config = config.clone();
+    config.node.id = node_id;
+    config.data_dir = std::env::temp_dir().join(format!("loadstar-test-{}", random_suffix()));
+    spawn_with_config(config, backend).await
+}

@@ -8,11 +8,13 @@
 
 pub mod passwords;
 pub mod principal;
+pub mod redis_session_store;
 pub mod session_store;
 pub mod sql_session_store;
 pub mod tokens;
 
 pub use passwords::PasswordHasher;
 pub use principal::{Principal, Role};
+pub use redis_session_store::RedisSessionStore;
 pub use session_store::{Session, SessionStore};
 pub use sql_session_store::SqlSessionStore;
