@@ -33,7 +33,8 @@ pub struct ShopContext {
 }
 
 impl ShopState {
-    /// Wires the shop to `db` with sessions in the same database.
+    /// Wires the shop to `db`; sessions live in Redis when `cache.redis_urls` names it,
+    /// otherwise in the same database.
     pub fn new(db: Database, config: &Config) -> Result<Self, ShopError> {
         Self::with_job_queue(db, config, |queue| queue)
     }
@@ -51,7 +52,7 @@ impl ShopState {
             Some(ring) => Arc::new(RedisSessionStore::new(
                 sql_sessions,
                 Arc::clone(ring),
-                "session:",
+                &ring.key("session:"),
             )),
             None => Arc::new(sql_sessions),
         };

@@ -5,11 +5,12 @@
 //! misses that loads the product at most twice.
 
 use crate::harness::{
-    assert_json, id_of, spawn_with_config, test_config, Backend, TestApp, TestUser,
+    assert_json, id_of, spawn_node, spawn_with_config, stateless_deployment, test_config, Backend,
+    TestApp, TestUser,
 };
 use crate::on_every_backend;
 use futures::future::join_all;
-use loadstar_core::config::{CacheStrategy, Config};
+use loadstar_core::config::CacheStrategy;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -170,25 +171,6 @@ on_every_backend!(
     views_are_counted_in_the_cache_and_written_back,
 );
 
-/// A fresh node on the database of `app`, with `change` applied to its configuration.
-async fn another_node(app: &TestApp, change: impl FnOnce(&mut Config)) -> TestApp {
-    let mut config = test_config(
-        std::env::temp_dir().join(format!("loadstar-node-{:016x}", rand::random::<u64>())),
-    );
-    config.database = app.config.database.clone();
-    if app.backend == Backend::Sqlite {
-        // The same SQLite file as `app`.
-        config.database.url = format!(
-            "sqlite://{}",
-            app.config.data_dir.join("loadstar.db").display()
-        );
-    }
-    config.cache = app.config.cache.clone();
-    config.node.id = app.config.node.id + 1;
-    change(&mut config);
-    spawn_with_config(config, app.backend).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_starting_node_warms_up_the_most_viewed_products() {
     let app = crate::harness::spawn_app(Backend::Sqlite).await.unwrap();
@@ -207,7 +189,14 @@ async fn a_starting_node_warms_up_the_most_viewed_products() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await; // poll interval, bounded above
     }
-    let fresh = another_node(&app, |config| config.cache.warm_up_products = 1).await;
+    // A second node on the same SQLite file, told to warm up.
+    let mut config = app.config.clone();
+    config.database.url = format!(
+        "sqlite://{}",
+        app.config.data_dir.join("loadstar.db").display()
+    );
+    config.cache.warm_up_products = 1;
+    let fresh = spawn_node(&config, 1, Backend::Sqlite).await;
     assert_eq!(loads(&fresh), 1, "the most-viewed product, loaded at start");
     assert_eq!(read(&fresh, &product_path(&popular)).await, popular);
     assert_eq!(loads(&fresh), 1, "served from the warm cache");
@@ -236,27 +225,11 @@ async fn list_pages_are_cached_until_their_ttl_ends() {
     eprintln!("the list page showed the new product after {waited:?} (ttl 1 s)");
 }
 
-/// Two api nodes on one fresh PostgreSQL database and the Redis of
-/// `LOADSTAR_TEST_REDIS_URL`; `None` when either is not configured.
+/// Two api nodes of one stateless deployment, each listening for invalidations.
 async fn two_nodes_sharing_postgres_and_redis() -> Option<(TestApp, TestApp)> {
-    let Ok(redis_url) = std::env::var("LOADSTAR_TEST_REDIS_URL") else {
-        eprintln!("LOADSTAR_TEST_REDIS_URL is not set: two-node cache test not run");
-        return None;
-    };
-    let Some(database_url) = loadstar_store::test_support::fresh_postgres_url().await else {
-        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: two-node cache test not run");
-        return None;
-    };
-    let data_dir =
-        std::env::temp_dir().join(format!("loadstar-test-{:016x}", rand::random::<u64>()));
-    let mut config = test_config(data_dir);
-    config.database.url = database_url;
-    config.database.max_connections = 8;
-    config.cache.redis_urls = vec![redis_url];
-    // Generous: a loaded CI machine must not turn a slow answer into a bypass.
-    config.cache.redis_timeout_ms = 2_000;
-    let a = spawn_with_config(config, Backend::Postgres).await;
-    let b = another_node(&a, |_| {}).await;
+    let deployment = stateless_deployment("the two-node cache").await?;
+    let a = spawn_node(&deployment, 1, Backend::Postgres).await;
+    let b = spawn_node(&deployment, 2, Backend::Postgres).await;
     for node in [&a, &b] {
         assert!(
             node.state

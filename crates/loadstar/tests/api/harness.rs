@@ -548,3 +548,25 @@ pub async fn spawn_node(config: &Config, node_id: u16, backend: Backend) -> Test
     config.data_dir = std::env::temp_dir().join(format!("loadstar-test-{}", random_suffix()));
     spawn_with_config(config, backend).await
 }
+
+/// The configuration of api nodes sharing one fresh PostgreSQL database and the Redis of
+/// `LOADSTAR_TEST_REDIS_URL`, as in production; `None` (saying which `test` is not run)
+/// unless both are configured. Start its nodes with [`spawn_node`].
+pub async fn stateless_deployment(test: &str) -> Option<Config> {
+    let Ok(redis_url) = std::env::var("LOADSTAR_TEST_REDIS_URL") else {
+        eprintln!("LOADSTAR_TEST_REDIS_URL is not set: test of {test} not run");
+        return None;
+    };
+    let Some(database_url) = loadstar_store::test_support::fresh_postgres_url().await else {
+        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: test of {test} not run");
+        return None;
+    };
+    // `spawn_node` gives every node a data dir of its own.
+    let mut config = test_config(PathBuf::new());
+    config.database.url = database_url;
+    config.database.max_connections = 8;
+    config.cache.redis_urls = vec![redis_url];
+    // A loaded machine must not turn a slow Redis answer into a bypass or a refused logout.
+    config.cache.redis_timeout_ms = 2_000;
+    Some(config)
+}

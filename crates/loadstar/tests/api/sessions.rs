@@ -1,14 +1,15 @@
 //! `/v1/sessions`: logging in, using the token, logging out.
 
 use crate::api_keys::issue_key;
-use crate::harness::{assert_problem, error_fields, spawn_node, test_config, Backend, TestApp};
+use crate::harness::{
+    assert_problem, error_fields, spawn_node, stateless_deployment, Backend, TestApp,
+};
 use crate::on_every_backend;
 use loadstar_core::config::Config;
 use loadstar_shop::auth::tokens::hash_secret;
 use reqwest::header::HeaderValue;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 
 async fn log_in(app: &TestApp, email: &str, password: &str) -> Response {
     app.post_json(
@@ -278,34 +279,16 @@ on_every_backend!(
     logging_out_without_credentials_is_unauthorized,
 );
 
-/// Api nodes sharing one fresh PostgreSQL database and the Redis of
-/// `LOADSTAR_TEST_REDIS_URL`, as in production; `None` (saying so) unless both are
-/// configured.
-async fn stateless_deployment() -> Option<Config> {
-    let Ok(redis_url) = std::env::var("LOADSTAR_TEST_REDIS_URL") else {
-        eprintln!("LOADSTAR_TEST_REDIS_URL is not set: test of stateless api nodes not run");
-        return None;
-    };
-    let Some(database_url) = loadstar_store::test_support::fresh_postgres_url().await else {
-        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: test of stateless api nodes not run");
-        return None;
-    };
-    // `spawn_node` gives every node a data dir of its own.
-    let mut config = test_config(PathBuf::new());
-    config.database.url = database_url;
-    config.database.max_connections = 8;
-    config.cache.redis_urls = vec![redis_url];
-    // A loaded machine must not turn a slow Redis answer into a refused logout.
-    config.cache.redis_timeout_ms = 2_000;
-    Some(config)
-}
-
 /// Whether Redis holds the session of `token` (a live entry or a revocation marker).
 async fn session_in_redis(config: &Config, token: &str) -> bool {
     let client = redis::Client::open(config.cache.redis_urls[0].as_str()).unwrap();
     let mut connection = redis::aio::ConnectionManager::new(client).await.unwrap();
     let exists: i64 = redis::cmd("EXISTS")
-        .arg(format!("session:{}", hash_secret(token)))
+        .arg(format!(
+            "{}:session:{}",
+            config.cache.namespace,
+            hash_secret(token)
+        ))
         .query_async(&mut connection)
         .await
         .unwrap();
@@ -314,7 +297,7 @@ async fn session_in_redis(config: &Config, token: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_login_on_one_api_node_works_on_another_and_a_logout_there_holds_everywhere() {
-    let Some(deployment) = stateless_deployment().await else {
+    let Some(deployment) = stateless_deployment("stateless api nodes").await else {
         return;
     };
     let node_a = spawn_node(&deployment, 1, Backend::Postgres).await;
@@ -348,7 +331,7 @@ async fn a_login_on_one_api_node_works_on_another_and_a_logout_there_holds_every
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restarting_an_api_node_loses_no_session() {
-    let Some(deployment) = stateless_deployment().await else {
+    let Some(deployment) = stateless_deployment("stateless api nodes").await else {
         return;
     };
     let mut node_a = spawn_node(&deployment, 1, Backend::Postgres).await;
