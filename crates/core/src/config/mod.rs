@@ -6,7 +6,7 @@
 //! binary applies on top. Unknown keys are errors, so a typo never silently falls back
 //! to a default. `LOADSTAR_TEST_*` variables belong to the test harness and are ignored.
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -434,7 +434,10 @@ pub enum ConfigError {
 impl Config {
     /// Loads defaults, then the optional TOML file, then `LOADSTAR_` variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::new();
+        // The defaults go in as a layer of their own, so that a file or variable may set
+        // one field of a section whose other fields have per-section defaults (the
+        // cache's entities). They hold no secrets, so their redacted form is exact.
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
                 return Err(ConfigError::MissingFile(path.to_owned()));
@@ -571,6 +574,17 @@ mod tests {
                 config.cache.redis_urls,
                 ["redis://a:6379", "redis://b:6379"]
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn one_field_of_an_entity_can_be_set_alone() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LOADSTAR_CACHE__PRODUCT__STRATEGY", "off");
+            let config = Config::load(None).unwrap();
+            assert_eq!(config.cache.product.strategy, CacheStrategy::Off);
+            assert_eq!(config.cache.product.ttl_secs, 300, "the rest keeps its default");
             Ok(())
         });
     }
