@@ -62,6 +62,8 @@ pub(crate) async fn listen(
             // Whatever was published while we were not listening is lost: start cold.
             evictor.evict_everything();
             let _ = subscribed.send(true);
+            evictor.metrics.subscription(true);
+            tracing::info!(channel = %channel, "listening for cache invalidations");
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
                 let payload = String::from_utf8_lossy(message.get_payload_bytes()).into_owned();
@@ -74,12 +76,18 @@ pub(crate) async fn listen(
             Ok::<(), redis::RedisError>(())
         };
         let outcome = tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => {
+                if subscribed.send_replace(false) {
+                    evictor.metrics.subscription(false);
+                }
+                return;
+            }
             outcome = session => outcome,
         };
         if subscribed.send_replace(false) {
             // From now on other nodes' writes go unheard: drop what they may change.
             evictor.evict_everything();
+            evictor.metrics.subscription(false);
             backoff = Duration::from_millis(100);
         }
         match outcome {

@@ -12,7 +12,8 @@
 //!   is bypassed — reads fall through to the source — and used again once it answers.
 //!
 //! - Writes broadcast an invalidation over Redis pub/sub, so every other node evicts its
-//!   in-process copy (and a node that lost its subscription starts cold).
+//!   in-process copy (and a node that lost its subscription starts cold). A write whose
+//!   invalidation Redis did not take is retried in the background until it lands.
 //!
 //! Issue 4 builds on this: versioned values against racing reads, leases against
 //! stampedes across nodes, write-back counters, and the shop's reads behind it.
@@ -24,6 +25,7 @@ mod invalidation;
 mod invalidation_log;
 mod local_tier;
 mod metrics;
+mod redelivery;
 mod redis_ring;
 mod redis_tier;
 mod two_tier;
@@ -33,5 +35,6 @@ pub use error::CacheError;
 pub use hash_ring::{HashRing, VIRTUAL_NODES};
 pub use invalidation::CHANNEL as INVALIDATION_CHANNEL;
 pub use metrics::CacheStats;
+pub use redelivery::RETRY_INTERVAL as INVALIDATION_RETRY_INTERVAL;
 pub use redis_ring::{RedisRing, DEFAULT_NAMESPACE};
 pub use two_tier::{CacheSettings, Lifetimes, TwoTierCache, Versioned, DEGRADED_LOCAL_TTL};

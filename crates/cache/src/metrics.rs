@@ -5,7 +5,11 @@
 //! `cache_hits_total`, `cache_misses_total`, `cache_loads_total`, `cache_load_seconds`,
 //! `cache_evictions_total`, `cache_invalidations_sent_total`,
 //! `cache_invalidations_received_total`, `cache_lease_waits_total`,
-//! `cache_redis_bypasses_total` (calls skipped or failed while Redis was down or slow).
+//! `cache_redis_bypasses_total` (calls skipped or failed while Redis was down or slow),
+//! the gauge `cache_invalidations_pending` (writes whose invalidation is being retried
+//! because Redis did not take it), and the gauge `cache_invalidation_subscriptions` (invalidation channels this process
+//! listens on: one per cache per Redis node when all is well; lower means some writes
+//! elsewhere go unheard and in-process copies live at most a second).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +31,8 @@ pub struct CacheStats {
     pub lease_waits: u64,
     /// Redis calls skipped (breaker open) or failed (down, slow).
     pub bypasses: u64,
+    /// Writes whose invalidation has not reached Redis yet (being retried).
+    pub undelivered_invalidations: u64,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +108,16 @@ impl CacheMetrics {
         metrics::counter!("cache_redis_bypasses_total").increment(1);
     }
 
+    /// An invalidation subscription started (`true`) or was lost (`false`).
+    pub(crate) fn subscription(&self, listening: bool) {
+        let gauge = metrics::gauge!("cache_invalidation_subscriptions");
+        if listening {
+            gauge.increment(1.0);
+        } else {
+            gauge.decrement(1.0);
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> CacheStats {
         let read = |count: &AtomicU64| count.load(Ordering::Relaxed);
         let counts = &self.0;
@@ -116,6 +132,7 @@ impl CacheMetrics {
             invalidations_received: read(&counts.invalidations_received),
             lease_waits: read(&counts.lease_waits),
             bypasses: read(&counts.bypasses),
+            undelivered_invalidations: 0,
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::invalidation::{self, Evictor};
 use crate::invalidation_log::InvalidationLog;
 use crate::local_tier::{Cached, Entry, LocalTier};
 use crate::metrics::{CacheMetrics, CacheStats};
+use crate::redelivery::Redelivery;
 use crate::redis_ring::RedisRing;
 use crate::redis_tier::{Lease, RedisTier};
 use bytes::Bytes;
@@ -77,6 +78,8 @@ pub struct TwoTierCache {
     origin: String,
     /// One flag per Redis node: listening for invalidations.
     subscribed: Vec<watch::Receiver<bool>>,
+    /// Invalidations that did not reach Redis yet (with Redis only).
+    redelivery: Option<Redelivery>,
     /// Ends the subscriptions when the cache is dropped.
     _stop: DropGuard,
 }
@@ -120,9 +123,14 @@ impl TwoTierCache {
                 ));
             }
         }
+        let redis = ring.map(|ring| RedisTier::new(ring, settings.lease_for));
+        let redelivery = redis.as_ref().map(|redis| {
+            Redelivery::start(redis.clone(), origin.clone(), metrics.clone(), stop.clone())
+        });
         Self {
             local,
-            redis: ring.map(|ring| RedisTier::new(ring, settings.lease_for)),
+            redis,
+            redelivery,
             settings: CacheSettings {
                 ttl_jitter: settings.ttl_jitter.clamp(0.0, 1.0),
                 ..settings.clone()
@@ -157,6 +165,9 @@ impl TwoTierCache {
         let mut stats = self.metrics.snapshot();
         if let Some(redis) = &self.redis {
             stats.bypasses = redis.ring().bypasses();
+        }
+        if let Some(redelivery) = &self.redelivery {
+            stats.undelivered_invalidations = redelivery.len() as u64;
         }
         stats
     }
@@ -196,12 +207,12 @@ impl TwoTierCache {
         let mut newest = true;
         if let Some(redis) = &self.redis {
             match redis.put(key, &cached, ttl).await {
-                Ok(stored) => newest = stored,
-                Err(error) => {
-                    tracing::debug!(key, error = %error, "redis tier bypassed on write")
+                Ok(stored) => {
+                    newest = stored;
+                    self.broadcast(redis, key).await;
                 }
+                Err(error) => self.redeliver_later(key, &error),
             }
-            self.broadcast(redis, key).await;
         }
         if newest && !ttl.is_zero() {
             self.local
@@ -217,10 +228,10 @@ impl TwoTierCache {
     pub async fn invalidate(&self, key: &str) {
         self.log.record(key);
         if let Some(redis) = &self.redis {
-            if let Err(error) = redis.delete(key).await {
-                tracing::warn!(key, error = %error, "redis tier unreachable on invalidate; its copy expires with its ttl");
+            match redis.delete(key).await {
+                Ok(()) => self.broadcast(redis, key).await,
+                Err(error) => self.redeliver_later(key, &error),
             }
-            self.broadcast(redis, key).await;
         }
         self.local.remove(key).await;
     }
@@ -229,9 +240,15 @@ impl TwoTierCache {
         let message = invalidation::message(&self.origin, key);
         match redis.publish_invalidation(key, message).await {
             Ok(()) => self.metrics.invalidation_sent(),
-            Err(error) => {
-                tracing::warn!(key, error = %error, "cannot broadcast an invalidation; other nodes keep their copy at most their degraded ttl")
-            }
+            Err(error) => self.redeliver_later(key, &error),
+        }
+    }
+
+    /// The write of `key` did not fully reach Redis: retry its invalidation until it does.
+    fn redeliver_later(&self, key: &str, error: &CacheError) {
+        tracing::debug!(key, error = %error, "invalidation not delivered; retrying in the background");
+        if let Some(redelivery) = &self.redelivery {
+            redelivery.push(key);
         }
     }
 

@@ -36,6 +36,9 @@ impl Application {
     /// Opens and migrates the database, wires the routes and binds `server.listen`
     /// (port 0 picks a free port: see [`Application::local_addr`]).
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        // Install the recorder before anything records: the cache's subscriptions and
+        // warm-up start while the state is built.
+        loadstar_core::telemetry::metrics_handle();
         let db = Database::connect(&config.database, &config.data_dir)
             .await
             .context("cannot open the database")?;
@@ -51,8 +54,6 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        // Install the recorder before the first request records anything.
-        loadstar_core::telemetry::metrics_handle();
         Ok(Self {
             listener,
             router,

@@ -12,9 +12,9 @@ mod process;
 use loadstar_core::config::DatabaseConfig;
 use loadstar_store::sql::query;
 use loadstar_store::Database;
-use process::{loadstar, stdout_lines, temp_data_dir, wait_for_log};
+use process::{loadstar, signal, stdout_lines, temp_data_dir, wait_for_log};
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -58,15 +58,6 @@ fn spawn(args: &[&str], env: &[(String, String)]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-fn sigkill(child: &mut Child) {
-    let status = Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.wait().unwrap();
 }
 
 async fn count(db: &Database, sql: &str) -> i64 {
@@ -230,7 +221,7 @@ async fn kill_workers_mid_job(queue_env: Vec<(String, String)>) {
                 > 0
         })
         .await;
-        sigkill(&mut worker);
+        signal(&mut worker, "-KILL");
     }
     let mut survivor = spawn(&["worker"], &env);
     poll_until("every order paid", Duration::from_secs(90), || async {
@@ -272,8 +263,8 @@ async fn kill_workers_mid_job(queue_env: Vec<(String, String)>) {
         "nothing ended in the error queue"
     );
 
-    sigkill(&mut survivor);
-    sigkill(&mut api);
+    signal(&mut survivor, "-KILL");
+    signal(&mut api, "-KILL");
     stop_simulator.cancel();
     db.close().await;
     std::fs::remove_dir_all(&data_dir).ok();

@@ -10,63 +10,21 @@ mod process;
 use loadstar_core::config::DatabaseConfig;
 use loadstar_store::sql::{query, Row};
 use loadstar_store::Database;
-use process::{loadstar, stdout_lines, temp_data_dir, wait_for_log};
+use process::{loadstar, temp_data_dir, Node};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// One api node; killed when dropped.
-struct Node {
-    child: Child,
-    url: String,
-}
-
-impl Node {
-    fn start(env: &[(&str, String)]) -> Self {
-        let mut command = loadstar(&["api", "--listen", "127.0.0.1:0"]);
-        command.envs(env.iter().map(|(key, value)| (*key, value)));
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
+/// `times` reads of the product through `node`, each one view.
+async fn view(node: &Node, product_id: &str, times: usize) {
+    let http = reqwest::Client::new();
+    for _ in 0..times {
+        let response = http
+            .get(format!("{}/v1/products/{product_id}", node.url))
+            .send()
+            .await
             .unwrap();
-        let lines = stdout_lines(&mut child);
-        let url = wait_for_log(&lines, "listening on", Duration::from_secs(30))["url"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || while lines.recv().is_ok() {});
-        Self { child, url }
-    }
-
-    async fn view(&self, product_id: &str, times: usize) {
-        let http = reqwest::Client::new();
-        for _ in 0..times {
-            let response = http
-                .get(format!("{}/v1/products/{product_id}", self.url))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-        }
-    }
-
-    fn signal(&mut self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert_eq!(response.status(), 200);
     }
 }
 
@@ -95,7 +53,7 @@ async fn product(data_dir: &Path, extra_env: &[(&str, String)]) -> String {
     ]);
     admin.envs(env.iter().map(|(key, value)| (*key, value)));
     assert!(admin.output().unwrap().status.success());
-    let node = Node::start(&env);
+    let node = Node::start("api", &env);
     let http = reqwest::Client::new();
     let session: Value = http
         .post(format!("{}/v1/sessions", node.url))
@@ -155,10 +113,10 @@ async fn an_in_process_crash_loses_at_most_the_views_since_the_last_flush() {
     let product_id = product(&data_dir, &[]).await;
 
     // Flushed views survive a crash.
-    let mut node = Node::start(&environment(&data_dir, 50));
-    node.view(&product_id, 10).await;
+    let mut node = Node::start("api", &environment(&data_dir, 50));
+    view(&node, &product_id, 10).await;
     until_view_count(&data_dir, &product_id, 10).await;
-    node.view(&product_id, 5).await;
+    view(&node, &product_id, 5).await;
     node.signal("-KILL");
     let after_crash = view_count(&data_dir, &product_id).await;
     eprintln!(
@@ -168,14 +126,14 @@ async fn an_in_process_crash_loses_at_most_the_views_since_the_last_flush() {
     assert!((10..=15).contains(&after_crash), "{after_crash}");
 
     // With no flush before the crash, exactly the unflushed views are lost: the bound.
-    let mut node = Node::start(&environment(&data_dir, 3_600_000));
-    node.view(&product_id, 6).await;
+    let mut node = Node::start("api", &environment(&data_dir, 3_600_000));
+    view(&node, &product_id, 6).await;
     node.signal("-KILL");
     assert_eq!(view_count(&data_dir, &product_id).await, after_crash);
 
     // A graceful stop writes back what it counted.
-    let mut node = Node::start(&environment(&data_dir, 3_600_000));
-    node.view(&product_id, 4).await;
+    let mut node = Node::start("api", &environment(&data_dir, 3_600_000));
+    view(&node, &product_id, 4).await;
     node.signal("-TERM");
     assert_eq!(view_count(&data_dir, &product_id).await, after_crash + 4);
     let _ = std::fs::remove_dir_all(&data_dir);
@@ -200,8 +158,8 @@ async fn with_redis_a_crashed_node_loses_no_view() {
         env
     };
 
-    let mut node = Node::start(&with_redis(3_600_000));
-    node.view(&product_id, 8).await;
+    let mut node = Node::start("api", &with_redis(3_600_000));
+    view(&node, &product_id, 8).await;
     // The increments leave in the background; once Redis holds them, kill the node.
     let redis = redis::Client::open(redis_url.as_str()).unwrap();
     let mut connection = redis.get_multiplexed_async_connection().await.unwrap();
@@ -228,7 +186,7 @@ async fn with_redis_a_crashed_node_loses_no_view() {
     );
 
     // Another node flushes what the dead one counted.
-    let _successor = Node::start(&with_redis(50));
+    let _successor = Node::start("api", &with_redis(50));
     until_view_count(&data_dir, &product_id, 8).await;
     let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -584,7 +584,10 @@ mod tests {
             jail.set_env("LOADSTAR_CACHE__PRODUCT__STRATEGY", "off");
             let config = Config::load(None).unwrap();
             assert_eq!(config.cache.product.strategy, CacheStrategy::Off);
-            assert_eq!(config.cache.product.ttl_secs, 300, "the rest keeps its default");
+            assert_eq!(
+                config.cache.product.ttl_secs, 300,
+                "the rest keeps its default"
+            );
             Ok(())
         });
     }

@@ -1,11 +1,12 @@
-//! Running the real `loadstar` binary from tests: a clean environment, its JSON log
-//! lines, and waiting for one of them.
+//! Running real processes from tests: the `loadstar` binary with a clean environment,
+//! its JSON log lines and waiting for one of them; a node that listens on HTTP; a
+//! private `redis-server` that a test may kill.
 #![allow(dead_code)] // each test crate uses a different part
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,126 @@ pub fn wait_for_log(lines: &mpsc::Receiver<String>, prefix: &str, deadline: Dura
             {
                 return entry;
             }
+        }
+    }
+}
+
+/// Sends `signal` (`-KILL`, `-TERM`) to `child` and reaps it.
+pub fn signal(child: &mut Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+}
+
+/// A `loadstar` process serving HTTP (`api` or `serve`) on a free port; killed when
+/// dropped.
+pub struct Node {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Node {
+    /// Starts `loadstar <role> --listen 127.0.0.1:0` with `env` (JSON logs wanted) and
+    /// waits until it listens.
+    pub fn start<K: AsRef<str>, V: AsRef<str>>(role: &str, env: &[(K, V)]) -> Self {
+        let mut command = loadstar(&[role, "--listen", "127.0.0.1:0"]);
+        command.envs(
+            env.iter()
+                .map(|(key, value)| (key.as_ref(), value.as_ref())),
+        );
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = stdout_lines(&mut child);
+        let url = wait_for_log(&lines, "listening on", Duration::from_secs(30))["url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || while lines.recv().is_ok() {});
+        Self { child, url }
+    }
+
+    pub fn signal(&mut self, name: &str) {
+        signal(&mut self.child, name);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `redis-server` of the test's own, on a free port, keeping nothing on disk, so the
+/// test can kill and restart it; killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    /// `None` when no `redis-server` binary is on the PATH.
+    pub fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self { child: None, port };
+        server.restart().ok()?;
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs the server: everything in it is gone, like a crashed cache node.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&mut child, "-KILL");
+        }
+    }
+
+    /// Starts the server (again) on its port and waits until it answers PING.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let client = redis::Client::open(self.url()).unwrap();
+        loop {
+            let pong = client
+                .get_connection()
+                .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection));
+            if pong.is_ok() {
+                return Ok(());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
+            std::thread::sleep(Duration::from_millis(10)); // poll interval, bounded above
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
