@@ -1,9 +1,12 @@
 //! Write-back counters: increments land in the cache at once and reach the database
 //! later, in batches.
 //!
-//! Without Redis the counts accumulate in this process; a crash loses what was counted
-//! since the last flush (one flush interval). With Redis they accumulate there (`HINCRBY`
-//! on the node of each member), so a crashed api node loses nothing. A flush claims a
+//! An increment is a map update in this process: no I/O on the request's path. Without
+//! Redis the counts stay here until a flush; a crash loses what was counted since the
+//! last flush (one flush interval). With Redis, [`WriteBackCounter::push`] moves them
+//! every push interval (one `HINCRBY` pipeline per node, in `MULTI`), so a crashed api
+//! node loses at most one push interval's counts and nothing that reached Redis; counts
+//! Redis does not take stay here and are flushed from here. A flush claims a
 //! node's pending counts atomically (renamed to a per-counter "flushing" hash tagged with
 //! a batch id); the sink applies the batch under that id, once, and the hash is deleted
 //! after. A flusher that dies in between leaves the hash for the next one, which re-sends
@@ -110,30 +113,54 @@ impl WriteBackCounter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds `by` to `member`'s count. Never fails: if Redis does not answer, the count
-    /// waits in this process for the next flush.
-    pub async fn add(&self, member: &str, by: u64) {
-        if let Some(ring) = &self.redis {
+    /// Adds `by` to `member`'s count, in this process (see [`WriteBackCounter::push`]).
+    pub fn add(&self, member: &str, by: u64) {
+        *self.locked().entry(member.to_owned()).or_insert(0) += by;
+    }
+
+    /// Moves this process's counts to Redis, one pipeline per node; returns how many
+    /// moved. Counts a node does not take stay here for the next push or flush. A push
+    /// that times out after Redis applied it is retried and counted twice: counters are
+    /// at-least-once while Redis is slow. Without Redis, does nothing.
+    pub async fn push(&self) -> Result<u64, CacheError> {
+        let Some(ring) = &self.redis else {
+            return Ok(0);
+        };
+        let mut by_node: HashMap<usize, Vec<(String, u64)>> = HashMap::new();
+        for (member, count) in self.locked().drain() {
+            by_node
+                .entry(ring.node_of(&member))
+                .or_default()
+                .push((member, count));
+        }
+        let (mut moved, mut failure) = (0, None);
+        for (node, counts) in by_node {
+            let mut pipeline = redis::pipe();
+            pipeline.atomic();
             let key = self.pending_key();
-            let field = member.to_owned();
-            let added = ring
-                .call(member, |mut connection: ConnectionManager| async move {
-                    redis::cmd("HINCRBY")
-                        .arg(&key)
-                        .arg(&field)
-                        .arg(by)
-                        .query_async::<()>(&mut connection)
-                        .await
+            for (member, count) in &counts {
+                pipeline.hincr(&key, member, *count).ignore();
+            }
+            let pushed = ring
+                .call_node(node, |mut connection: ConnectionManager| async move {
+                    pipeline.query_async::<()>(&mut connection).await
                 })
                 .await;
-            match added {
-                Ok(()) => return,
+            match pushed {
+                Ok(()) => moved += counts.iter().map(|(_, count)| count).sum::<u64>(),
                 Err(error) => {
-                    tracing::debug!(counter = %self.name, error = %error, "counting in process while redis is unreachable");
+                    let mut local = self.locked();
+                    for (member, count) in counts {
+                        *local.entry(member).or_insert(0) += count;
+                    }
+                    failure = Some(error);
                 }
             }
         }
-        *self.locked().entry(member.to_owned()).or_insert(0) += by;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(moved),
+        }
     }
 
     /// Hands every accumulated count to `apply`, batch by batch: first this process's,

@@ -57,9 +57,10 @@ fn name() -> String {
 async fn counts_add_up_and_reach_the_sink_once(counter: WriteBackCounter) {
     let sink = Sink::default();
     for _ in 0..100 {
-        counter.add("7", 1).await;
+        counter.add("7", 1);
     }
-    counter.add("8", 5).await;
+    counter.add("8", 5);
+    counter.push().await.unwrap();
     let flushed = counter.flush(|batch| sink.apply(batch)).await.unwrap();
     assert_eq!(flushed, 105);
     assert_eq!((sink.total("7"), sink.total("8")), (100, 5));
@@ -70,12 +71,13 @@ async fn counts_add_up_and_reach_the_sink_once(counter: WriteBackCounter) {
 
 async fn counts_a_failing_sink_rejected_wait_for_the_next_flush(counter: WriteBackCounter) {
     let sink = Sink::default();
-    counter.add("1", 3).await;
+    counter.add("1", 3);
+    counter.push().await.unwrap();
     let failed = counter
         .flush(|_batch| async { Err::<(), _>("database down") })
         .await;
     assert!(failed.is_err());
-    counter.add("1", 2).await;
+    counter.add("1", 2);
     counter.flush(|batch| sink.apply(batch)).await.unwrap();
     assert_eq!(sink.total("1"), 5, "nothing was lost");
 }
@@ -110,15 +112,18 @@ async fn redis_counts_a_failing_sink_rejected_wait_for_the_next_flush() {
 }
 
 /// The node that counted is gone (crashed: dropped without flushing); another node
-/// flushes everything it counted.
+/// flushes everything it had pushed.
 #[tokio::test]
 async fn redis_counts_outlive_the_node_that_counted_them() {
     let Some(ring) = ring() else { return };
     let name = name();
     let crashed = WriteBackCounter::with_redis(&name, Arc::clone(&ring));
     for _ in 0..42 {
-        crashed.add("9", 1).await;
+        crashed.add("9", 1);
     }
+    crashed.push().await.unwrap();
+    // Counted after the last push: lost with the node (the crash bound).
+    crashed.add("9", 1);
     drop(crashed);
     let survivor = WriteBackCounter::with_redis(&name, ring);
     let sink = Sink::default();
@@ -134,7 +139,8 @@ async fn redis_a_batch_a_dead_flusher_left_is_applied_exactly_once() {
     let Some(ring) = ring() else { return };
     let name = name();
     let counter = WriteBackCounter::with_redis(&name, Arc::clone(&ring));
-    counter.add("5", 10).await;
+    counter.add("5", 10);
+    counter.push().await.unwrap();
     let sink = Sink::default();
     // Applies the batch, then fails as if the process died before acknowledging it.
     let died = counter
@@ -148,7 +154,8 @@ async fn redis_a_batch_a_dead_flusher_left_is_applied_exactly_once() {
         .await;
     assert!(died.is_err());
     assert_eq!(sink.total("5"), 10);
-    counter.add("5", 1).await;
+    counter.add("5", 1);
+    counter.push().await.unwrap();
     // Another node, which takes over a batch as soon as nobody works on it.
     let next = WriteBackCounter::with_redis(&name, ring).with_takeover_after(Duration::ZERO);
     next.flush(|batch| sink.apply(batch)).await.unwrap();
@@ -167,7 +174,8 @@ async fn redis_a_batch_in_progress_is_not_taken_over_early() {
     let Some(ring) = ring() else { return };
     let name = name();
     let first = WriteBackCounter::with_redis(&name, Arc::clone(&ring));
-    first.add("3", 4).await;
+    first.add("3", 4);
+    first.push().await.unwrap();
     let second = WriteBackCounter::with_redis(&name, ring);
     let sink = Sink::default();
     first
@@ -183,4 +191,26 @@ async fn redis_a_batch_in_progress_is_not_taken_over_early() {
         .await
         .unwrap();
     assert_eq!(sink.total("3"), 4);
+}
+
+/// Counts Redis does not take stay in the process and reach the sink from there.
+#[tokio::test]
+async fn counts_an_unreachable_redis_did_not_take_are_flushed_from_the_process() {
+    // Nothing listens on port 1 of loopback: every connect is refused at once.
+    let ring = RedisRing::new(
+        &["redis://127.0.0.1:1".to_owned()],
+        Duration::from_millis(200),
+    )
+    .unwrap();
+    let counter = WriteBackCounter::with_redis(&name(), Arc::new(ring));
+    counter.add("4", 6);
+    assert!(counter.push().await.is_err());
+    let sink = Sink::default();
+    let flushed = counter.flush(|batch| sink.apply(batch)).await;
+    assert!(flushed.is_err(), "Redis still cannot be read");
+    assert_eq!(
+        sink.total("4"),
+        6,
+        "the process's counts were applied first"
+    );
 }

@@ -19,6 +19,8 @@ pub struct ShopCaches {
     /// Views per product id, written back in batches; `None` when views are not counted.
     pub product_views: Option<WriteBackCounter>,
     pub views_flush_interval: Duration,
+    /// How often counts move from this process to Redis (with Redis only).
+    pub views_push_interval: Duration,
     /// How many of the most-viewed products a starting node loads ahead of requests.
     pub warm_up_products: u32,
 }
@@ -82,6 +84,7 @@ impl ShopCaches {
             product_list: EntityPolicy::from_config(&config.product_list),
             product_views,
             views_flush_interval: Duration::from_millis(config.product_views.flush_interval_ms),
+            views_push_interval: Duration::from_millis(config.product_views.push_interval_ms),
             warm_up_products: config.warm_up_products,
             redis,
         })

@@ -87,6 +87,9 @@ pub struct WriteBackConfig {
     /// Accumulated counts reach the database this often; an api node that crashes
     /// (in-process only) loses at most the counts of one interval.
     pub flush_interval_ms: u64,
+    /// With Redis, each api node moves its counts to Redis this often (one pipeline per
+    /// Redis node); a crashed node loses at most the counts of one push interval.
+    pub push_interval_ms: u64,
 }
 
 impl Default for WriteBackConfig {
@@ -94,6 +97,7 @@ impl Default for WriteBackConfig {
         Self {
             strategy: CacheStrategy::WriteBack,
             flush_interval_ms: 1_000,
+            push_interval_ms: 100,
         }
     }
 }
@@ -150,11 +154,19 @@ impl CacheConfig {
         if !(0.0..=0.5).contains(&self.ttl_jitter) {
             return Err("cache.ttl_jitter must be between 0 and 0.5".to_owned());
         }
-        if self.redis_timeout_ms == 0 || self.product_views.flush_interval_ms == 0 {
-            return Err(
-                "cache.redis_timeout_ms and cache.product_views.flush_interval_ms must be at least 1"
-                    .to_owned(),
-            );
+        let intervals = [
+            ("cache.redis_timeout_ms", self.redis_timeout_ms),
+            (
+                "cache.product_views.flush_interval_ms",
+                self.product_views.flush_interval_ms,
+            ),
+            (
+                "cache.product_views.push_interval_ms",
+                self.product_views.push_interval_ms,
+            ),
+        ];
+        if let Some((field, _)) = intervals.iter().find(|(_, millis)| *millis == 0) {
+            return Err(format!("{field} must be at least 1"));
         }
         if self.namespace.is_empty() || self.namespace.contains(char::is_whitespace) {
             return Err("cache.namespace must be a non-empty word".to_owned());

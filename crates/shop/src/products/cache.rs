@@ -169,21 +169,10 @@ pub async fn list_page(
     }
 }
 
-/// Counts a view of product `id` (write-back: the count reaches the database with the
-/// next flush). Never delays the response: in process it is a map update; to Redis it
-/// is sent in the background.
-pub async fn viewed(state: &ShopState, id: Id) {
-    let Some(views) = &state.caches.product_views else {
-        return;
-    };
-    if state.caches.redis.is_none() {
-        views.add(&id.to_string(), 1).await;
-        return;
+/// Counts a view of product `id` (write-back: the count reaches Redis with the next
+/// push and the database with the next flush). A map update: never delays the response.
+pub fn viewed(state: &ShopState, id: Id) {
+    if let Some(views) = &state.caches.product_views {
+        views.add(&id.to_string(), 1);
     }
-    let state = state.clone();
-    tokio::spawn(async move {
-        if let Some(views) = &state.caches.product_views {
-            views.add(&id.to_string(), 1).await;
-        }
-    });
 }

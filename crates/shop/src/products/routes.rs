@@ -139,7 +139,7 @@ pub async fn get_product(
     let product = super::cache::read(&state, id)
         .await?
         .ok_or(ShopError::NotFound("product"))?;
-    super::cache::viewed(&state, id).await;
+    super::cache::viewed(&state, id);
     let etag = etag_of(product.version);
     if if_none_match_hits(&headers, &etag) {
         return Ok(with_cache_headers(

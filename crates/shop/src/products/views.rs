@@ -1,14 +1,15 @@
-//! Product views, written back: `GET /v1/products/{id}` counts in the cache
-//! ([`super::cache::viewed`]); a flusher on every api node writes the accumulated counts
-//! to `products.view_count` in one transaction per batch, every
+//! Product views, written back: `GET /v1/products/{id}` counts in the process
+//! ([`super::cache::viewed`]); with Redis, every `cache.product_views.push_interval_ms`
+//! the node moves its counts there; a flusher on every api node writes the accumulated
+//! counts to `products.view_count` in one transaction per batch, every
 //! `cache.product_views.flush_interval_ms`, and once more on a graceful stop.
 //!
 //! What a crash can lose: in process only (no Redis), the views the node counted since
-//! its last flush — at most one flush interval of them. With Redis, the counts live in
-//! Redis from the moment they are made, so a crashed api node loses none (only views
-//! whose increment was still in flight, and those counted in process while Redis was
-//! unreachable). A batch from Redis is applied under its batch id (`counter_flushes`),
-//! so re-sending it after a flusher died mid-flush never counts it twice.
+//! its last flush — at most one flush interval of them. With Redis, the views it
+//! counted since its last push — at most one push interval (plus, while Redis was
+//! unreachable, the counts that stayed in process). Nothing that reached Redis is lost:
+//! a batch from Redis is applied under its batch id (`counter_flushes`), so re-sending
+//! it after a flusher died mid-flush never counts it twice.
 
 use crate::error::{ShopError, ShopResult};
 use crate::state::ShopState;
@@ -88,17 +89,34 @@ async fn apply(db: &Database, batch: CountBatch) -> ShopResult<()> {
     Ok(())
 }
 
-/// Flushes every `interval` until `stop`, then once more.
+/// Moves this node's counts to Redis; what Redis does not take stays for the next push
+/// or flush.
+async fn push(state: &ShopState) {
+    if let Some(views) = &state.caches.product_views {
+        if let Err(error) = views.push().await {
+            tracing::debug!(error = %error, "product views not pushed to redis; kept in process");
+        }
+    }
+}
+
+/// Pushes (with Redis) and flushes on their intervals until `stop`, then flushes once
+/// more.
 pub fn spawn_flusher(state: ShopState, stop: CancellationToken) -> Option<JoinHandle<()>> {
     state.caches.product_views.as_ref()?;
-    let interval = state.caches.views_flush_interval;
+    let mut flushes = tokio::time::interval(state.caches.views_flush_interval);
+    flushes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pushes = tokio::time::interval(state.caches.views_push_interval);
+    pushes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let pushing = state.caches.redis.is_some();
     Some(tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let stopping = tokio::select! {
                 () = stop.cancelled() => true,
-                _ = ticks.tick() => false,
+                _ = flushes.tick() => false,
+                _ = pushes.tick(), if pushing => {
+                    push(&state).await;
+                    continue;
+                }
             };
             match flush(&state).await {
                 Ok(0) => {}
