@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Cache benchmark on PostgreSQL: GET /v1/products/{id} with the cache hit, with a miss
-# every time, and with the cache off, against the framework floor (GET /healthz) of the
-# same run; then the same with Redis as the second tier (a hit in the in-process tier,
-# and a hit in Redis with the in-process tier disabled). Load comes from wrk in a
+# Cache benchmark on PostgreSQL: GET /v1/products/{id} over a catalog of 10,000 products
+# read at random (bench/random_product.lua), with the cache hit, with a miss every time
+# (ttl 0: nothing is kept between requests), and with the cache off, against the
+# framework floor (GET /healthz) of the same run; one hot product read by every
+# connection; then the same with Redis as the second tier (a hit in the in-process tier,
+# a hit in Redis with the in-process tier disabled, a miss). Load comes from wrk in a
 # second process.
 #
 #   bench/cache.sh               # defaults: 2 wrk threads, 64 connections, 10 s per run
@@ -40,27 +42,34 @@ psql -q "$admin_url" -c 'DROP DATABASE IF EXISTS loadstar_bench_cache' -c 'CREAT
 DB="${admin_url%/*}/loadstar_bench_cache"
 NAMESPACE="bench$(date +%s)"
 
+# The catalog read at random: ids FIRST_ID .. FIRST_ID+ID_COUNT-1.
+export FIRST_ID=1 ID_COUNT=10000
+
 declare -A RESULT
-# run KEY [NAME=value…]: serve with that cache configuration, measure the product read.
+# run KEY [NAME=value…]: serve with that cache configuration, measure random reads.
 run() {
     local key=$1
     shift
     start_server LOADSTAR_DATABASE__URL="$DB" LOADSTAR_CACHE__NAMESPACE="$NAMESPACE" "$@"
-    curl -sf "http://127.0.0.1:$PORT/v1/products/$PRODUCT" >/dev/null
-    RESULT[$key]=$(measure "http://127.0.0.1:$PORT/v1/products/$PRODUCT")
+    RESULT[$key]=$(measure "http://127.0.0.1:$PORT" bench/random_product.lua)
     stop_server
 }
 
 start_server LOADSTAR_DATABASE__URL="$DB"
 seed_product "$DB"
+psql -q "$DB" -c "INSERT INTO products (id, sku, name, description, price_cents, currency, stock, version, created_at, updated_at)
+    SELECT n, 'bench-cat-' || n, 'Catalog item ' || n, 'benchmark catalog', 100 + n, 'EUR', 100, 1, 0, 0
+    FROM generate_series($FIRST_ID, $FIRST_ID + $ID_COUNT - 1) AS n"
 RESULT[floor]=$(measure "http://127.0.0.1:$PORT/healthz")
+RESULT[hot]=$(measure "http://127.0.0.1:$PORT/v1/products/$PRODUCT")
 stop_server
 
-run hit
+run hit LOADSTAR_CACHE__WARM_UP_PRODUCTS=$ID_COUNT
 run miss LOADSTAR_CACHE__PRODUCT__STRATEGY=cache_aside LOADSTAR_CACHE__PRODUCT__TTL_SECS=0
 run off LOADSTAR_CACHE__PRODUCT__STRATEGY=off
-run redis_local_hit LOADSTAR_CACHE__REDIS_URLS="$redis_url"
-run redis_hit LOADSTAR_CACHE__REDIS_URLS="$redis_url" LOADSTAR_CACHE__LOCAL_MAX_BYTES=0
+run redis_local_hit LOADSTAR_CACHE__REDIS_URLS="$redis_url" LOADSTAR_CACHE__WARM_UP_PRODUCTS=$ID_COUNT
+run redis_hit LOADSTAR_CACHE__REDIS_URLS="$redis_url" LOADSTAR_CACHE__LOCAL_MAX_BYTES=0 \
+    LOADSTAR_CACHE__WARM_UP_PRODUCTS=$ID_COUNT
 run redis_miss LOADSTAR_CACHE__REDIS_URLS="$redis_url" \
     LOADSTAR_CACHE__PRODUCT__STRATEGY=cache_aside LOADSTAR_CACHE__PRODUCT__TTL_SECS=0
 
@@ -76,12 +85,13 @@ row() {
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores, PostgreSQL, $(date -u +%Y-%m-%d)"
 echo
-echo "| GET /v1/products/{id} | req/s | p50 | p99 | × floor | × cache off |"
+echo "| GET /v1/products/{id}, 10,000 products at random | req/s | p50 | p99 | × floor | × cache off |"
 echo "|---|---|---|---|---|---|"
 row "GET /healthz (floor)" floor
 row "cache hit (in-process tier)" hit
 row "cache miss every time (ttl 0)" miss
 row "cache off" off
+row "one hot product, cache hit" hot
 row "Redis configured: in-process hit" redis_local_hit
 row "Redis configured: Redis hit (in-process tier 0 bytes)" redis_hit
-row "Redis configured: miss every time" redis_miss
+row "Redis configured: miss every time (ttl 0)" redis_miss

@@ -10,11 +10,11 @@ need() {
     apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >&2
 }
 
-# wrk prints latency percentiles with --latency; this pulls req/s, p50 and p99, and
-# fails on any non-2xx answer.
+# measure URL [WRK_LUA_SCRIPT]: wrk prints latency percentiles with --latency; this
+# pulls req/s, p50 and p99, and fails on any non-2xx answer.
 measure() {
-    local url=$1 out
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url")
+    local url=$1 script=${2:-} out
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency ${script:+-s "$script"} "$url")
     local rps p50 p99
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")

@@ -146,21 +146,7 @@ impl RedisTier {
         cached: &Cached,
         ttl: Duration,
     ) -> Result<bool, CacheError> {
-        let mut invocation = FILL.prepare_invoke();
-        invocation
-            .key(self.record_key(key))
-            .key(self.lease_key(key))
-            .arg(token)
-            .arg(cached.version)
-            .arg(millis(ttl));
-        push_value(&mut invocation, cached);
-        let stored: i64 = self
-            .ring
-            .call(key, |mut connection: ConnectionManager| async move {
-                invocation.invoke_async(&mut connection).await
-            })
-            .await?;
-        Ok(stored == 1)
+        self.store(&FILL, key, Some(token), cached, ttl).await
     }
 
     /// Write-through: stores `cached` unless Redis holds a newer version; `false` then.
@@ -170,13 +156,31 @@ impl RedisTier {
         cached: &Cached,
         ttl: Duration,
     ) -> Result<bool, CacheError> {
-        let mut invocation = PUT.prepare_invoke();
+        self.store(&PUT, key, None, cached, ttl).await
+    }
+
+    /// Runs a storing script (KEYS: record, lease; ARGV: [lease token], version, TTL in
+    /// ms, presence flag, [value]); whether it stored.
+    async fn store(
+        &self,
+        script: &Script,
+        key: &str,
+        lease_token: Option<&str>,
+        cached: &Cached,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let mut invocation = script.prepare_invoke();
         invocation
             .key(self.record_key(key))
-            .key(self.lease_key(key))
-            .arg(cached.version)
-            .arg(millis(ttl));
-        push_value(&mut invocation, cached);
+            .key(self.lease_key(key));
+        if let Some(token) = lease_token {
+            invocation.arg(token);
+        }
+        invocation.arg(cached.version).arg(millis(ttl));
+        match &cached.value {
+            Some(value) => invocation.arg("1").arg(value.as_ref()),
+            None => invocation.arg("0"),
+        };
         let stored: i64 = self
             .ring
             .call(key, |mut connection: ConnectionManager| async move {
@@ -216,12 +220,4 @@ impl RedisTier {
             })
             .await
     }
-}
-
-/// Appends the presence flag and the value (if any) to a script call.
-fn push_value(invocation: &mut redis::ScriptInvocation<'_>, cached: &Cached) {
-    match &cached.value {
-        Some(value) => invocation.arg("1").arg(value.as_ref()),
-        None => invocation.arg("0"),
-    };
 }

@@ -12,10 +12,13 @@ mod process;
 use loadstar_core::config::DatabaseConfig;
 use loadstar_store::sql::query;
 use loadstar_store::Database;
-use process::{loadstar, signal, stdout_lines, temp_data_dir, wait_for_log};
+use process::{
+    admin_token, create_admin, create_product, loadstar, login, poll_until, sign_up_buyer, signal,
+    stdout_lines, temp_data_dir, wait_for_log, BUYER_EMAIL, BUYER_PASSWORD,
+};
 use serde_json::{json, Value};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const ORDERS: usize = 24;
@@ -70,18 +73,6 @@ async fn count(db: &Database, sql: &str) -> i64 {
         .unwrap()
 }
 
-async fn poll_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + deadline;
-    while !condition().await {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded above
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_paid_exactly_once_while_workers_are_killed_mid_job() {
     kill_workers_mid_job(Vec::new()).await;
@@ -128,16 +119,7 @@ async fn kill_workers_mid_job(queue_env: Vec<(String, String)>) {
     let mut env = environment(data_dir.to_str().unwrap(), &database_url, &payments_url);
     env.extend(queue_env);
 
-    let mut admin = loadstar(&[
-        "admin",
-        "create",
-        "--email",
-        "ops@example.com",
-        "--password",
-        "ops password",
-    ]);
-    admin.envs(env.iter().map(|(k, v)| (k, v)));
-    assert!(admin.output().unwrap().status.success());
+    create_admin(env.iter().map(|(k, v)| (k, v)));
 
     let mut api = spawn(&["api", "--listen", "127.0.0.1:0"], &env);
     let api_lines = stdout_lines(&mut api);
@@ -148,49 +130,17 @@ async fn kill_workers_mid_job(queue_env: Vec<(String, String)>) {
 
     // Stock the shop and place the orders.
     let http = reqwest::Client::new();
-    let login = |email: &'static str, password: &'static str| {
-        let http = http.clone();
-        let url = url.clone();
-        async move {
-            let session: Value = http
-                .post(format!("{url}/v1/sessions"))
-                .json(&json!({"email": email, "password": password}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            session
-        }
-    };
-    let admin_token = login("ops@example.com", "ops password").await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let product: Value = http
-        .post(format!("{url}/v1/products"))
-        .bearer_auth(&admin_token)
-        .json(&json!({"sku": "crash-1", "name": "Crash mug", "priceCents": 990, "currency": "EUR", "stock": 1000}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    http.post(format!("{url}/v1/users"))
-        .json(&json!({"email": "buyer@example.com", "password": "buyer password", "name": "Buyer"}))
-        .send()
-        .await
-        .unwrap();
-    let buyer = login("buyer@example.com", "buyer password").await;
+    let admin_token = admin_token(&http, &url).await;
+    let product_id = create_product(&http, &url, &admin_token, "crash-1", 1000).await;
+    sign_up_buyer(&http, &url).await;
+    let buyer = login(&http, &url, BUYER_EMAIL, BUYER_PASSWORD).await;
     let token = buyer["token"].as_str().unwrap().to_owned();
     let user_id = buyer["userId"].as_str().unwrap().to_owned();
     for _ in 0..ORDERS {
         let placed = http
             .post(format!("{url}/v1/users/{user_id}/orders"))
             .bearer_auth(&token)
-            .json(&json!({"items": [{"productId": product["id"], "quantity": 1}]}))
+            .json(&json!({"items": [{"productId": product_id, "quantity": 1}]}))
             .send()
             .await
             .unwrap();

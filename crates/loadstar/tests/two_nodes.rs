@@ -14,7 +14,10 @@
 
 mod process;
 
-use process::{loadstar, temp_data_dir, Node, RedisServer};
+use process::{
+    admin_token, create_admin, create_product, login, poll_until, sign_up_buyer, temp_data_dir,
+    Node, RedisServer, BUYER_EMAIL, BUYER_PASSWORD,
+};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,19 +70,6 @@ async fn metric(http: &reqwest::Client, node: &Node, name: &str) -> f64 {
         .sum()
 }
 
-/// Polls `condition` every few milliseconds until it holds; panics after `deadline`.
-async fn poll_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + deadline;
-    while !condition().await {
-        assert!(Instant::now() < until, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await; // poll interval, bounded above
-    }
-}
-
 /// `cache_redis_bypasses_total` of each node.
 async fn bypasses(http: &reqwest::Client, nodes: [&Node; 2]) -> [f64; 2] {
     [
@@ -106,17 +96,6 @@ async fn until_listening(http: &reqwest::Client, nodes: [&Node; 2]) {
         )
         .await;
     }
-}
-
-async fn login(http: &reqwest::Client, node: &Node, email: &str, password: &str) -> Value {
-    let response = http
-        .post(format!("{}/v1/sessions", node.url))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "login of {email}");
-    response.json().await.unwrap()
 }
 
 async fn rename(http: &reqwest::Client, node: &Node, token: &str, product_id: &str, name: &str) {
@@ -327,33 +306,15 @@ async fn two_serve_processes_share_postgres_and_redis_and_survive_a_redis_crash(
     let redis_url = redis.url();
     let env = |node_id| environment(data_dir, &database_url, &redis_url, node_id);
 
-    let mut admin = loadstar(&[
-        "admin",
-        "create",
-        "--email",
-        "ops@example.com",
-        "--password",
-        "ops password",
-    ]);
-    admin.envs(env(1));
-    assert!(admin.output().unwrap().status.success());
+    create_admin(env(1));
     let a = Node::start("serve", &env(1));
     let mut b = Node::start("serve", &env(2));
     let http = reqwest::Client::new();
 
     // A session from one node works on the other.
-    let admin_token = login(&http, &a, "ops@example.com", "ops password").await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let created = http
-        .post(format!("{}/v1/users", b.url))
-        .json(&json!({"email": "buyer@example.com", "password": "buyer password", "name": "Buyer"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let buyer = login(&http, &b, "buyer@example.com", "buyer password").await;
+    let admin_token = admin_token(&http, &a.url).await;
+    sign_up_buyer(&http, &b.url).await;
+    let buyer = login(&http, &b.url, BUYER_EMAIL, BUYER_PASSWORD).await;
     let buyer_token = buyer["token"].as_str().unwrap().to_owned();
     let buyer_id = buyer["userId"].as_str().unwrap().to_owned();
     let profile = |node: &Node| {
@@ -365,17 +326,9 @@ async fn two_serve_processes_share_postgres_and_redis_and_survive_a_redis_crash(
 
     let mut product_ids = Vec::new();
     for index in 0..PRODUCTS {
-        let product: Value = http
-            .post(format!("{}/v1/products", [&a, &b][index % 2].url))
-            .bearer_auth(&admin_token)
-            .json(&json!({"sku": format!("two-nodes-{index}"), "name": "Mug", "priceCents": 990, "currency": "EUR", "stock": 10}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        product_ids.push(product["id"].as_str().unwrap().to_owned());
+        let url = &[&a, &b][index % 2].url;
+        let sku = format!("two-nodes-{index}");
+        product_ids.push(create_product(&http, url, &admin_token, &sku, 10).await);
     }
 
     // An update through A is served fresh by B.

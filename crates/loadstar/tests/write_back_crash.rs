@@ -10,8 +10,7 @@ mod process;
 use loadstar_core::config::DatabaseConfig;
 use loadstar_store::sql::{query, Row};
 use loadstar_store::Database;
-use process::{loadstar, temp_data_dir, Node};
-use serde_json::{json, Value};
+use process::{admin_token, create_admin, create_product, poll_until, temp_data_dir, Node};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -43,38 +42,11 @@ fn environment(data_dir: &Path, flush_interval_ms: u64) -> Vec<(&'static str, St
 async fn product(data_dir: &Path, extra_env: &[(&str, String)]) -> String {
     let mut env = environment(data_dir, 1_000);
     env.extend(extra_env.iter().cloned());
-    let mut admin = loadstar(&[
-        "admin",
-        "create",
-        "--email",
-        "ops@example.com",
-        "--password",
-        "ops password",
-    ]);
-    admin.envs(env.iter().map(|(key, value)| (*key, value)));
-    assert!(admin.output().unwrap().status.success());
+    create_admin(env.iter().map(|(key, value)| (*key, value)));
     let node = Node::start("api", &env);
     let http = reqwest::Client::new();
-    let session: Value = http
-        .post(format!("{}/v1/sessions", node.url))
-        .json(&json!({"email": "ops@example.com", "password": "ops password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let product: Value = http
-        .post(format!("{}/v1/products", node.url))
-        .bearer_auth(session["token"].as_str().unwrap())
-        .json(&json!({"sku": "viewed-1", "name": "Viewed mug", "priceCents": 990, "currency": "EUR", "stock": 10}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    product["id"].as_str().unwrap().to_owned()
+    let token = admin_token(&http, &node.url).await;
+    create_product(&http, &node.url, &token, "viewed-1", 10).await
 }
 
 async fn view_count(data_dir: &Path, product_id: &str) -> i64 {
@@ -93,18 +65,11 @@ async fn view_count(data_dir: &Path, product_id: &str) -> i64 {
 }
 
 async fn until_view_count(data_dir: &Path, product_id: &str, expected: i64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let count = view_count(data_dir, product_id).await;
-        if count == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "view_count stayed {count}, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded above
-    }
+    let what = format!("view_count is {expected}");
+    poll_until(&what, Duration::from_secs(20), || async {
+        view_count(data_dir, product_id).await == expected
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,8 @@
 //! private `redis-server` that a test may kill.
 #![allow(dead_code)] // each test crate uses a different part
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -182,4 +183,92 @@ impl Drop for RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Polls `condition` every few milliseconds until it holds; panics after `deadline`.
+pub async fn poll_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + deadline;
+    while !condition().await {
+        assert!(Instant::now() < until, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await; // poll interval, bounded above
+    }
+}
+
+pub const ADMIN_EMAIL: &str = "ops@example.com";
+pub const ADMIN_PASSWORD: &str = "ops password";
+pub const BUYER_EMAIL: &str = "buyer@example.com";
+pub const BUYER_PASSWORD: &str = "buyer password";
+
+/// Creates the tests' administrator with `loadstar admin create` in `env`.
+pub fn create_admin<I, K, V>(env: I)
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let mut admin = loadstar(&[
+        "admin",
+        "create",
+        "--email",
+        ADMIN_EMAIL,
+        "--password",
+        ADMIN_PASSWORD,
+    ]);
+    admin.envs(env);
+    assert!(admin.output().unwrap().status.success());
+}
+
+/// Logs in through the node at `url`: the session (`token`, `userId`).
+pub async fn login(http: &reqwest::Client, url: &str, email: &str, password: &str) -> Value {
+    let response = http
+        .post(format!("{url}/v1/sessions"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "login of {email}");
+    response.json().await.unwrap()
+}
+
+/// The administrator's session token, logged in through `url`.
+pub async fn admin_token(http: &reqwest::Client, url: &str) -> String {
+    login(http, url, ADMIN_EMAIL, ADMIN_PASSWORD).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Signs the buyer up through `url`.
+pub async fn sign_up_buyer(http: &reqwest::Client, url: &str) {
+    let created = http
+        .post(format!("{url}/v1/users"))
+        .json(&json!({"email": BUYER_EMAIL, "password": BUYER_PASSWORD, "name": "Buyer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+}
+
+/// Creates a product through `url` as the administrator: its id.
+pub async fn create_product(
+    http: &reqwest::Client,
+    url: &str,
+    admin_token: &str,
+    sku: &str,
+    stock: i64,
+) -> String {
+    let response = http
+        .post(format!("{url}/v1/products"))
+        .bearer_auth(admin_token)
+        .json(&json!({"sku": sku, "name": "Mug", "priceCents": 990, "currency": "EUR", "stock": stock}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let product: Value = response.json().await.unwrap();
+    product["id"].as_str().unwrap().to_owned()
 }

@@ -68,53 +68,38 @@ pub async fn read(state: &ShopState, id: Id) -> ShopResult<Option<Versioned>> {
 
 /// After a product was created or changed through the API.
 pub async fn written(state: &ShopState, product: &Product) -> ShopResult<()> {
-    let policy = state.caches.product;
-    match policy.strategy {
+    let record = match state.caches.product.strategy {
         CacheStrategy::WriteThrough => {
             let encoded = encode(product)?;
-            state
-                .caches
-                .entries
-                .put(
-                    &product_key(product.id),
-                    Some(encoded.value),
-                    encoded.version,
-                    policy.lifetimes,
-                )
-                .await;
+            Some((Some(encoded.value), encoded.version))
         }
-        CacheStrategy::Off => {}
-        _ => {
-            state
-                .caches
-                .entries
-                .invalidate(&product_key(product.id))
-                .await
-        }
-    }
+        _ => None,
+    };
+    after_write(state, product.id, record).await;
     Ok(())
 }
 
-/// After a product was deleted (its last version was `product.version`).
+/// After a product was deleted (its last version was `product.version`): under
+/// write-through "no such product" is stored one version later.
 pub async fn deleted(state: &ShopState, product: &Product) {
+    let tombstone = version_of(product.version).saturating_add(1);
+    after_write(state, product.id, Some((None, tombstone))).await;
+}
+
+/// Write-through stores `record` (value, version); cache-aside evicts; off does nothing.
+async fn after_write(state: &ShopState, id: Id, record: Option<(Option<Bytes>, u64)>) {
     let policy = state.caches.product;
-    match policy.strategy {
-        CacheStrategy::WriteThrough => {
-            let tombstone = version_of(product.version).saturating_add(1);
+    let key = product_key(id);
+    match (policy.strategy, record) {
+        (CacheStrategy::Off, _) => {}
+        (CacheStrategy::WriteThrough, Some((value, version))) => {
             state
                 .caches
                 .entries
-                .put(&product_key(product.id), None, tombstone, policy.lifetimes)
+                .put(&key, value, version, policy.lifetimes)
                 .await;
         }
-        CacheStrategy::Off => {}
-        _ => {
-            state
-                .caches
-                .entries
-                .invalidate(&product_key(product.id))
-                .await
-        }
+        _ => state.caches.entries.invalidate(&key).await,
     }
 }
 
