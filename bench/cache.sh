@@ -40,7 +40,7 @@ admin_url=$(bash scripts/postgres.sh | tail -n 1)
 redis_url=$(bash scripts/redis.sh | tail -n 1)
 psql -q "$admin_url" -c 'DROP DATABASE IF EXISTS loadstar_bench_cache' -c 'CREATE DATABASE loadstar_bench_cache'
 DB="${admin_url%/*}/loadstar_bench_cache"
-NAMESPACE="bench$(date +%s)"
+RUN_ID="bench$(date +%s)"
 
 # The catalog read at random: ids FIRST_ID .. FIRST_ID+ID_COUNT-1.
 export FIRST_ID=1 ID_COUNT=10000
@@ -50,7 +50,8 @@ declare -A RESULT
 run() {
     local key=$1
     shift
-    start_server LOADSTAR_DATABASE__URL="$DB" LOADSTAR_CACHE__NAMESPACE="$NAMESPACE" "$@"
+    # A namespace per run: no run reads what an earlier one left in Redis.
+    start_server LOADSTAR_DATABASE__URL="$DB" LOADSTAR_CACHE__NAMESPACE="$RUN_ID$key" "$@"
     RESULT[$key]=$(measure "http://127.0.0.1:$PORT" bench/random_product.lua)
     stop_server
 }
@@ -60,8 +61,8 @@ seed_product "$DB"
 psql -q "$DB" -c "INSERT INTO products (id, sku, name, description, price_cents, currency, stock, version, created_at, updated_at)
     SELECT n, 'bench-cat-' || n, 'Catalog item ' || n, 'benchmark catalog', 100 + n, 'EUR', 100, 1, 0, 0
     FROM generate_series($FIRST_ID, $FIRST_ID + $ID_COUNT - 1) AS n"
-RESULT[floor]=$(measure "http://127.0.0.1:$PORT/healthz")
-RESULT[hot]=$(measure "http://127.0.0.1:$PORT/v1/products/$PRODUCT")
+RESULT[floor]=$(PATH_PREFIX="/healthz?n=" measure "http://127.0.0.1:$PORT" bench/random_product.lua)
+RESULT[hot]=$(PATH_PREFIX="/v1/products/$PRODUCT?n=" measure "http://127.0.0.1:$PORT" bench/random_product.lua)
 stop_server
 
 run hit LOADSTAR_CACHE__WARM_UP_PRODUCTS=$ID_COUNT

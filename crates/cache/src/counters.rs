@@ -115,7 +115,14 @@ impl WriteBackCounter {
 
     /// Adds `by` to `member`'s count, in this process (see [`WriteBackCounter::push`]).
     pub fn add(&self, member: &str, by: u64) {
-        *self.locked().entry(member.to_owned()).or_insert(0) += by;
+        let mut counts = self.locked();
+        // Most views are of a member already counted this interval: no allocation then.
+        match counts.get_mut(member) {
+            Some(count) => *count += by,
+            None => {
+                counts.insert(member.to_owned(), by);
+            }
+        }
     }
 
     /// Moves this process's counts to Redis, one pipeline per node; returns how many
