@@ -10,12 +10,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-64}
-THREADS=${THREADS:-2}
-PORT=${PORT:-18080}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 NGINX_PORT=${NGINX_PORT:-18081}
-WORK=$(mktemp -d)
 NGINX_PID=""
 
 cleanup() {
@@ -24,9 +21,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
 
 need wrk wrk
 need nginx nginx

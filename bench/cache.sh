@@ -14,20 +14,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-64}
-THREADS=${THREADS:-2}
-PORT=${PORT:-18080}
-WORK=$(mktemp -d)
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 cleanup() {
     stop_server
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
 
 need wrk wrk
 need curl curl

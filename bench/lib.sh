@@ -1,7 +1,13 @@
-# Shared by the HTTP benchmarks (api.sh, cache.sh): tools, wrk measurement, and a
-# `loadstar serve` started, checked and stopped. Source it after setting PORT, WORK,
-# THREADS, CONNECTIONS and DURATION.
+# Shared by the HTTP benchmarks (api.sh, cache.sh): the load settings (each can be set
+# in the environment), tools, wrk measurement, and a `loadstar serve` started, checked
+# and stopped. Sourced from the repository root; WORK is a scratch directory the
+# sourcing script removes.
 
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+PORT=${PORT:-18080}
+WORK=$(mktemp -d)
 SERVER_PID=""
 
 need() {
