@@ -7,12 +7,15 @@
 use bytes::Bytes;
 use loadstar_cache::{CacheSettings, INVALIDATION_RETRY_INTERVAL};
 use loadstar_cache::{Lifetimes, RedisRing, TwoTierCache, Versioned};
+use loadstar_core::test_support::poll_until;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+const DEADLINE: Duration = Duration::from_secs(10);
 
 const LONG: Lifetimes = Lifetimes {
     ttl: Duration::from_secs(300),
@@ -53,18 +56,6 @@ impl Proxy {
 
     fn set_cut(&self, cut: bool) {
         self.cut.send_replace(cut);
-    }
-}
-
-async fn until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await; // poll interval, bounded above
     }
 }
 
@@ -128,7 +119,7 @@ async fn a_write_redis_did_not_take_reaches_the_other_nodes_once_it_can() {
     // Redis is reachable again: the queued invalidations land without another write.
     proxy.set_cut(false);
     let healed = Instant::now();
-    until("the reader drops the old value", || async {
+    poll_until("the reader drops the old value", DEADLINE, || async {
         reader.get("product:1").await.as_deref() != Some(&b"old"[..])
     })
     .await;
@@ -137,7 +128,7 @@ async fn a_write_redis_did_not_take_reaches_the_other_nodes_once_it_can() {
         healed.elapsed(),
         INVALIDATION_RETRY_INTERVAL
     );
-    until("the writer's queue empties", || async {
+    poll_until("the writer's queue empties", DEADLINE, || async {
         writer.stats().undelivered_invalidations == 0
     })
     .await;

@@ -17,6 +17,7 @@
 //!   access-log line per request, and Prometheus metrics labelled by route template.
 //! - [`shutdown`]: one cancellation token tied to SIGINT/SIGTERM.
 //! - [`circuit_breaker`]: stop calling a dependency that keeps failing.
+//! - `test_support` (feature `test-support`): waiting in tests by polling with a deadline.
 
 pub mod circuit_breaker;
 pub mod config;
@@ -29,6 +30,8 @@ pub mod request_context;
 pub mod request_telemetry;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod timestamp;
 pub mod trace_context;
 

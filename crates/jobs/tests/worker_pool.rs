@@ -46,17 +46,13 @@ fn fast_retries() -> RetryPolicy {
     }
 }
 
-/// Polls `condition` until it holds or the deadline passes.
-async fn eventually<F, Fut>(what: &str, mut condition: F)
+/// Polls `condition` until it holds, for up to 30 s.
+async fn eventually<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    loadstar_core::test_support::poll_until(what, Duration::from_secs(30), condition).await;
 }
 
 async fn state_of(queue: &Arc<dyn JobQueue>, id: loadstar_core::Id) -> Option<JobState> {

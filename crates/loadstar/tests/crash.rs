@@ -10,10 +10,11 @@
 mod process;
 
 use loadstar_core::config::DatabaseConfig;
+use loadstar_core::test_support::poll_until;
 use loadstar_store::sql::query;
 use loadstar_store::Database;
 use process::{
-    admin_token, create_admin, create_product, loadstar, login, poll_until, sign_up_buyer, signal,
+    admin_token, create_admin, create_product, loadstar, login, sign_up_buyer, signal,
     stdout_lines, temp_data_dir, wait_for_log, BUYER_EMAIL, BUYER_PASSWORD,
 };
 use serde_json::{json, Value};

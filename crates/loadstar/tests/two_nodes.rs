@@ -14,9 +14,10 @@
 
 mod process;
 
+use loadstar_core::test_support::poll_until;
 use process::{
-    admin_token, create_admin, create_product, login, poll_until, sign_up_buyer, temp_data_dir,
-    Node, RedisServer, BUYER_EMAIL, BUYER_PASSWORD,
+    admin_token, create_admin, create_product, login, sign_up_buyer, temp_data_dir, Node,
+    RedisServer, BUYER_EMAIL, BUYER_PASSWORD,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;

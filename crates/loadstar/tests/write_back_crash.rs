@@ -8,9 +8,10 @@
 mod process;
 
 use loadstar_core::config::DatabaseConfig;
+use loadstar_core::test_support::poll_until;
 use loadstar_store::sql::{query, Row};
 use loadstar_store::Database;
-use process::{admin_token, create_admin, create_product, poll_until, temp_data_dir, Node};
+use process::{admin_token, create_admin, create_product, temp_data_dir, Node};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

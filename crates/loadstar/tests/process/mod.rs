@@ -185,19 +185,6 @@ impl Drop for RedisServer {
     }
 }
 
-/// Polls `condition` every few milliseconds until it holds; panics after `deadline`.
-pub async fn poll_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + deadline;
-    while !condition().await {
-        assert!(Instant::now() < until, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await; // poll interval, bounded above
-    }
-}
-
 pub const ADMIN_EMAIL: &str = "ops@example.com";
 pub const ADMIN_PASSWORD: &str = "ops password";
 pub const BUYER_EMAIL: &str = "buyer@example.com";
