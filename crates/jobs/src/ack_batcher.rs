@@ -18,7 +18,7 @@
 use crate::error::JobError;
 use crate::model::LeasedJob;
 use loadstar_core::Timestamp;
-use loadstar_store::sql::{query, Any, Row};
+use loadstar_store::sql::{query, Any, AssertSqlSafe, Row};
 use loadstar_store::{Backend, Database};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -105,12 +105,12 @@ fn same_kind(error: &JobError, message: &str) -> JobError {
 }
 
 /// `sql` with now and the leases of `batch` bound.
-fn bind_leases<'q>(
-    sql: &'q str,
+fn bind_leases(
+    sql: &str,
     now: Timestamp,
     batch: &[AckRequest],
-) -> Query<'q, Any, AnyArguments<'q>> {
-    let mut statement = query(sql).bind(now.unix_micros());
+) -> Query<'static, Any, AnyArguments> {
+    let mut statement = query(AssertSqlSafe(sql)).bind(now.unix_micros());
     for request in batch {
         statement = statement
             .bind(request.id)
@@ -194,7 +194,7 @@ async fn settle(
                      (job_id, attempt, worker, started_at, finished_at, outcome, error) VALUES {}",
                     values.join(", ")
                 );
-                let mut record = query(&sql).bind(now.unix_micros());
+                let mut record = query(AssertSqlSafe(sql.as_str())).bind(now.unix_micros());
                 for row in &rows {
                     let id: i64 = row.try_get("id")?;
                     completed.insert(id);

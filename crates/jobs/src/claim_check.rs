@@ -22,7 +22,7 @@ use crate::queue::JobQueue;
 use crate::retry_policy::RetryPolicy;
 use async_trait::async_trait;
 use loadstar_core::{Id, Timestamp};
-use loadstar_store::sql::{Any, Transaction};
+use loadstar_store::sql::Transaction;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -185,11 +185,7 @@ impl JobQueue for ClaimCheckQueue {
         self.inner.enqueue(job).await
     }
 
-    async fn enqueue_in(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        job: NewJob,
-    ) -> Result<Id, JobError> {
+    async fn enqueue_in(&self, tx: &mut Transaction, job: NewJob) -> Result<Id, JobError> {
         let job = self.check_in(job).await?;
         self.inner.enqueue_in(tx, job).await
     }

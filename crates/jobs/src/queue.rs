@@ -5,7 +5,7 @@ use crate::model::{DeadKindCount, Job, JobState, LeasedJob, NewJob, QueueCounts}
 use crate::retry_policy::RetryPolicy;
 use async_trait::async_trait;
 use loadstar_core::{Id, Timestamp};
-use loadstar_store::sql::{Any, Transaction};
+use loadstar_store::sql::Transaction;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -23,11 +23,7 @@ pub trait JobQueue: Send + Sync + 'static {
 
     /// Enqueues inside the caller's database transaction: the job exists if and only if
     /// the transaction commits (a business write and its job never part).
-    async fn enqueue_in(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        job: NewJob,
-    ) -> Result<Id, JobError>;
+    async fn enqueue_in(&self, tx: &mut Transaction, job: NewJob) -> Result<Id, JobError>;
 
     /// Leases up to `limit` due jobs of `queue` to `worker` for `lease`. Jobs whose lease
     /// has expired are first made available again (or dead, if that was their last

@@ -21,7 +21,7 @@ use crate::queue::JobQueue;
 use crate::retry_policy::{Exhausted, RetryPolicy};
 use async_trait::async_trait;
 use loadstar_core::{Id, IdGenerator, Timestamp};
-use loadstar_store::sql::{query, Any, AnyRow, Row, Transaction};
+use loadstar_store::sql::{query, Any, AnyRow, AssertSqlSafe, Row, Transaction};
 use loadstar_store::{Backend, Database};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -128,7 +128,7 @@ impl SqlJobQueue {
     /// count and the fetch that follows atomic across processes.
     pub(crate) async fn rate_allowance(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction,
         queue: &str,
         now: Timestamp,
         limit: u32,
@@ -188,7 +188,7 @@ impl SqlJobQueue {
     /// as a `lease_expired` attempt; unstarted jobs past their time to live to dead.
     async fn sweep(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction,
         queue: &str,
         now: Timestamp,
     ) -> Result<(), JobError> {
@@ -237,10 +237,10 @@ impl SqlJobQueue {
         let now = self.clock.now();
         let mut tx = self.db.writer().begin().await?;
         let guard = "id = $1 AND state = 'running' AND worker = $2 AND attempt = $3";
-        let held = query(&format!(
+        let held = query(AssertSqlSafe(format!(
             "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error) \
              SELECT id, attempt, worker, started_at, $4, $5, $6 FROM jobs WHERE {guard}"
-        ))
+        )))
         .bind(job.id.as_i64())
         .bind(&job.worker)
         .bind(i64::from(job.attempt))
@@ -267,7 +267,7 @@ impl SqlJobQueue {
             ),
             Next::Discard => format!("DELETE FROM jobs WHERE {guard} AND $4 = $4"),
         };
-        let statement = query(&sql)
+        let statement = query(AssertSqlSafe(sql.as_str()))
             .bind(job.id.as_i64())
             .bind(job.worker.clone())
             .bind(i64::from(job.attempt))
@@ -295,17 +295,20 @@ impl SqlJobQueue {
         lease_until: Timestamp,
         now: Timestamp,
         limit: u32,
-    ) -> Query<'q, Any, AnyArguments<'q>> {
+    ) -> Query<'q, Any, AnyArguments> {
         let sql = match self.db.backend() {
             Backend::Postgres => &LEASE_DUE_JOBS_POSTGRES,
             Backend::Sqlite => &LEASE_DUE_JOBS_SQLITE,
         };
-        query(sql.get_or_init(|| lease_due_jobs_sql(self.row_locking())))
-            .bind(lease_until.unix_micros())
-            .bind(worker)
-            .bind(now.unix_micros())
-            .bind(queue)
-            .bind(i64::from(limit))
+        query(AssertSqlSafe(
+            sql.get_or_init(|| lease_due_jobs_sql(self.row_locking()))
+                .as_str(),
+        ))
+        .bind(lease_until.unix_micros())
+        .bind(worker)
+        .bind(now.unix_micros())
+        .bind(queue)
+        .bind(i64::from(limit))
     }
 
     /// The attempt histories of `ids`, in one query (a page of the error queue must not
@@ -321,7 +324,7 @@ impl SqlJobQueue {
              WHERE job_id IN ({}) ORDER BY job_id, attempt",
             placeholders.join(", ")
         );
-        let mut statement = query(&sql);
+        let mut statement = query(AssertSqlSafe(sql.as_str()));
         for id in ids {
             statement = statement.bind(id.as_i64());
         }
@@ -441,11 +444,7 @@ impl JobQueue for SqlJobQueue {
         Ok(id)
     }
 
-    async fn enqueue_in(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        job: NewJob,
-    ) -> Result<Id, JobError> {
+    async fn enqueue_in(&self, tx: &mut Transaction, job: NewJob) -> Result<Id, JobError> {
         validate(&job)?;
         let now = self.clock.now();
         let id = self.ids.next_id();
@@ -592,10 +591,12 @@ impl JobQueue for SqlJobQueue {
     }
 
     async fn get(&self, id: Id) -> Result<Option<Job>, JobError> {
-        let row = query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
-            .bind(id.as_i64())
-            .fetch_optional(self.db.consistent_reader())
-            .await?;
+        let row = query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id.as_i64())
+        .fetch_optional(self.db.consistent_reader())
+        .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -615,10 +616,10 @@ impl JobQueue for SqlJobQueue {
         after: Option<Id>,
         limit: u32,
     ) -> Result<Vec<Job>, JobError> {
-        let rows = query(&format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'dead' AND id > $1 \
              AND ($2 = '' OR queue = $2) AND ($3 = '' OR kind = $3) ORDER BY id LIMIT $4"
-        ))
+        )))
         .bind(after.map_or(0, Id::as_i64))
         .bind(queue.unwrap_or_default())
         .bind(kind.unwrap_or_default())

@@ -13,7 +13,7 @@ use crate::error::JobError;
 use crate::model::NewJob;
 use crate::queue::JobQueue;
 use loadstar_core::Id;
-use loadstar_store::sql::{Any, Transaction};
+use loadstar_store::sql::Transaction;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -120,7 +120,7 @@ impl Topics {
     pub async fn publish(
         &self,
         jobs: &dyn JobQueue,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction,
         topic: &str,
         event_id: &str,
         message: NewJob,
@@ -136,7 +136,7 @@ impl Topics {
     pub async fn publish_each(
         &self,
         jobs: &dyn JobQueue,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction,
         topic: &str,
         event_id: &str,
         mut render: impl FnMut(&Subscription) -> Option<NewJob>,

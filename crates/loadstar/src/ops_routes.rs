@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use loadstar_core::Problem;
-use loadstar_store::Database;
+use loadstar_store::{Database, StoreError};
 use std::time::Duration;
 
 /// A readiness probe that takes longer than this counts as a failure.
@@ -36,6 +36,8 @@ async fn readyz(State(db): State<Database>) -> Response {
             "checks": { "database": "ok" }
         }))
         .into_response(),
+        // The health monitor logs an outage once; a probe every few seconds need not.
+        Ok(Err(StoreError::Down)) => not_ready(),
         Ok(Err(error)) => {
             tracing::warn!(error = %error, "readiness: database check failed");
             not_ready()

@@ -64,7 +64,7 @@ fn spawn(args: &[&str], env: &[(String, String)]) -> Child {
         .unwrap()
 }
 
-async fn count(db: &Database, sql: &str) -> i64 {
+async fn count(db: &Database, sql: &'static str) -> i64 {
     use loadstar_store::sql::Row;
     query(sql)
         .fetch_one(db.writer())

@@ -278,7 +278,7 @@ fn request(
             .header("content-type", "application/merge-patch+json")
             .body(json!({ "name": name }).to_string());
         (request, Some((product_id.clone(), name)))
-    } else if round % 4 == 0 {
+    } else if round.is_multiple_of(4) {
         let request = http
             .get(format!("{url}/v1/users/{}", target.buyer_id))
             .bearer_auth(&target.buyer_token);

@@ -7,7 +7,7 @@ use loadstar_core::{Id, Timestamp};
 use loadstar_jobs::{
     DeadKindCount, Job, JobError, JobQueue, JobState, LeasedJob, NewJob, QueueCounts, RetryPolicy,
 };
-use loadstar_store::sql::{Any, Transaction};
+use loadstar_store::sql::Transaction;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,11 +39,7 @@ impl JobQueue for CountingQueue {
         self.inner.enqueue(job).await
     }
 
-    async fn enqueue_in(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        job: NewJob,
-    ) -> Result<Id, JobError> {
+    async fn enqueue_in(&self, tx: &mut Transaction, job: NewJob) -> Result<Id, JobError> {
         self.inner.enqueue_in(tx, job).await
     }
 

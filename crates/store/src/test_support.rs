@@ -29,7 +29,7 @@ pub async fn fresh_postgres_url() -> Option<String> {
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
         .expect("LOADSTAR_TEST_DATABASE_URL must accept connections");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await
         .expect("create a test database");
@@ -101,4 +101,71 @@ macro_rules! on_every_database {
             )+
         }
     };
+}
+
+/// A small tmpfs mounted for one test, to make the disk under a database fill up for real
+/// (`SQLITE_FULL` from the kernel's `ENOSPC`, not a simulated error). Needs root, as CI
+/// runs; [`SmallDisk::mount`] returns `None` elsewhere and the caller says so and passes.
+/// Unmounted when dropped.
+#[derive(Debug)]
+pub struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size_mib` MiB at a fresh directory.
+    pub fn mount(size_mib: u32) -> Option<SmallDisk> {
+        let path = scratch_dir("small-disk");
+        std::fs::create_dir_all(&path).ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !mounted {
+            let _ = std::fs::remove_dir(&path);
+            return None;
+        }
+        Some(SmallDisk { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.path.join("filler")
+    }
+
+    /// Takes every free byte with a file, as another program filling the disk would.
+    ///
+    /// # Panics
+    /// If the filler cannot be created.
+    #[allow(clippy::expect_used)]
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.filler()).expect("create the filler");
+        let block = vec![0xA5_u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let small = [0xA5_u8; 512];
+        while file.write_all(&small).is_ok() {}
+        while file.write_all(&small[..1]).is_ok() {}
+        let _ = file.sync_all();
+    }
+
+    /// Gives the space back.
+    pub fn free(&self) {
+        let _ = std::fs::remove_file(self.filler());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }

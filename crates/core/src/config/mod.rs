@@ -96,6 +96,17 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long a request waits for a free connection before it fails with 503.
     pub acquire_timeout_ms: u64,
+    /// Deadline of one statement once it has a connection: PostgreSQL's
+    /// `statement_timeout`, and on the client side what a silent network is allowed.
+    pub query_timeout_ms: u64,
+    /// How often each PostgreSQL server is probed (`SELECT 1` on a connection of its own)
+    /// to know whether it is up without asking on a request's path.
+    pub health_check_interval_ms: u64,
+    /// A probe (connect and `SELECT 1`) slower than this counts as the server being down.
+    pub health_check_timeout_ms: u64,
+    /// SQLite: how long a write waits for a lock held by another process (a backup, a
+    /// `sqlite3` shell) before it is answered 503.
+    pub sqlite_busy_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -104,6 +115,10 @@ impl Default for DatabaseConfig {
             url: String::new(),
             max_connections: 16,
             acquire_timeout_ms: 5_000,
+            query_timeout_ms: 5_000,
+            health_check_interval_ms: 250,
+            health_check_timeout_ms: 1_000,
+            sqlite_busy_timeout_ms: 1_000,
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::error::JobError;
 use crate::model::LeasedJob;
 use crate::sql_queue::{leased_from_row, LEASED_COLUMNS};
 use loadstar_core::{Id, Timestamp};
-use loadstar_store::sql::{query, Any, Row, Transaction};
+use loadstar_store::sql::{query, AssertSqlSafe, Row, Transaction};
 
 /// An earlier job with the same ordering key is still to run or running.
 const ORDERING_BLOCKED: &str =
@@ -24,17 +24,17 @@ const ORDERING_BLOCKED: &str =
 /// PostgreSQL `row_locking` is `FOR UPDATE SKIP LOCKED`, so relays in several processes
 /// publish disjoint rows.
 pub(crate) async fn due_for_dispatch(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction,
     now: Timestamp,
     limit: u32,
     row_locking: &str,
 ) -> Result<Vec<Dispatch>, JobError> {
-    let rows = query(&format!(
+    let rows = query(AssertSqlSafe(format!(
         "SELECT j.id, j.queue, j.kind, j.attempt, j.expires_at, j.trace_context FROM jobs j \
          WHERE j.state = 'available' AND COALESCE(j.dispatched_attempt, 0) <= j.attempt \
            AND j.run_at <= $1 AND (j.ordering_key IS NULL OR NOT {ORDERING_BLOCKED}) \
          ORDER BY j.priority DESC, j.run_at, j.id LIMIT $2 {row_locking}"
-    ))
+    )))
     .bind(now.unix_micros())
     .bind(i64::from(limit))
     .fetch_all(&mut **tx)
@@ -60,10 +60,7 @@ pub(crate) async fn due_for_dispatch(
 }
 
 /// Records that a confirmed message exists for the next attempt of each of `ids`.
-pub(crate) async fn mark_dispatched(
-    tx: &mut Transaction<'static, Any>,
-    ids: &[Id],
-) -> Result<(), JobError> {
+pub(crate) async fn mark_dispatched(tx: &mut Transaction, ids: &[Id]) -> Result<(), JobError> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -72,7 +69,7 @@ pub(crate) async fn mark_dispatched(
         "UPDATE jobs SET dispatched_attempt = attempt + 1 WHERE id IN ({})",
         placeholders.join(", ")
     );
-    let mut statement = query(&sql);
+    let mut statement = query(AssertSqlSafe(sql.as_str()));
     for id in ids {
         statement = statement.bind(id.as_i64());
     }
@@ -85,7 +82,7 @@ pub(crate) async fn mark_dispatched(
 /// start now (due, not expired, not behind an earlier job with its ordering key). Jobs
 /// not leased are absent from the answer.
 pub(crate) async fn lease_delivered(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction,
     attempts: &[(Id, u32)],
     worker: &str,
     lease_until: Timestamp,
@@ -108,7 +105,7 @@ pub(crate) async fn lease_delivered(
          RETURNING {LEASED_COLUMNS}",
         pairs.join(", ")
     );
-    let mut statement = query(&sql)
+    let mut statement = query(AssertSqlSafe(sql.as_str()))
         .bind(lease_until.unix_micros())
         .bind(worker)
         .bind(now.unix_micros());

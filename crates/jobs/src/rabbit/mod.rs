@@ -43,7 +43,7 @@ use async_trait::async_trait;
 use broker::Broker;
 use inbox::{Inbox, Received};
 use loadstar_core::{Id, Timestamp};
-use loadstar_store::sql::{Any, Transaction};
+use loadstar_store::sql::Transaction;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,11 +199,7 @@ impl JobQueue for RabbitJobQueue {
         Ok(id)
     }
 
-    async fn enqueue_in(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        job: NewJob,
-    ) -> Result<Id, JobError> {
+    async fn enqueue_in(&self, tx: &mut Transaction, job: NewJob) -> Result<Id, JobError> {
         let id = self.ledger.enqueue_in(tx, job).await?;
         // Visible at the caller's commit: on SQLite the relay's transaction waits for it
         // (one writer); on PostgreSQL the enqueue's NOTIFY wakes the relay at commit.

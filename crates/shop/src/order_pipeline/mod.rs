@@ -25,7 +25,7 @@ use crate::state::ShopState;
 use loadstar_core::circuit_breaker::CircuitBreaker;
 use loadstar_core::config::Config;
 use loadstar_jobs::{NewJob, PoolSettings, RetryPolicy, WorkerPool};
-use loadstar_store::sql::{Any, Transaction};
+use loadstar_store::sql::Transaction;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,11 +62,7 @@ fn job_for<M: ShopMessage>(state: &ShopState, queue: &str, order_id: i64, messag
         .with_current_trace()
 }
 
-async fn enqueue_in(
-    state: &ShopState,
-    tx: &mut Transaction<'static, Any>,
-    job: NewJob,
-) -> ShopResult<()> {
+async fn enqueue_in(state: &ShopState, tx: &mut Transaction, job: NewJob) -> ShopResult<()> {
     state
         .jobs
         .enqueue_in(tx, job)
@@ -79,7 +75,7 @@ async fn enqueue_in(
 /// its cancellation should it stay unpaid.
 pub async fn enqueue_for_new_order(
     state: &ShopState,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction,
     order: &Order,
 ) -> ShopResult<()> {
     let order_id = order.id.as_i64();

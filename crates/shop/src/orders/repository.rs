@@ -6,7 +6,7 @@ use crate::order_pipeline;
 use crate::state::ShopState;
 use loadstar_core::pagination::PageRequest;
 use loadstar_core::{FieldError, Id, IdGenerator, Timestamp};
-use loadstar_store::sql::{query, Any, AnyRow, Error, Executor, Row, Transaction};
+use loadstar_store::sql::{query, Any, AnyRow, AssertSqlSafe, Error, Executor, Row, Transaction};
 use loadstar_store::{Database, StoreError};
 
 const ORDER_COLUMNS: &str =
@@ -115,9 +115,9 @@ async fn replay(
     user_id: Id,
     idempotency: Idempotency<'_>,
 ) -> ShopResult<Option<Placed>> {
-    let row = query(&format!(
+    let row = query(AssertSqlSafe(format!(
         "SELECT {ORDER_COLUMNS}, request_fingerprint FROM orders WHERE user_id = $1 AND idempotency_key = $2"
-    ))
+    )))
     .bind(user_id.as_i64())
     .bind(idempotency.key)
     .fetch_optional(db.consistent_reader())
@@ -140,7 +140,7 @@ async fn replay(
 }
 
 async fn insert_order(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction,
     ids: &IdGenerator,
     user_id: Id,
     request: &PlaceOrder,
@@ -253,9 +253,9 @@ async fn insert_order(
         });
     }
     for item in &order.items {
-        query(&format!(
+        query(AssertSqlSafe(format!(
             "INSERT INTO order_items ({ITEM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        ))
+        )))
         .bind(order.id.as_i64())
         .bind(item.product_id.as_i64())
         .bind(&item.product_name)
@@ -272,9 +272,9 @@ async fn items_of<'e, E>(executor: E, order_id: Id) -> Result<Vec<OrderItem>, St
 where
     E: Executor<'e, Database = Any>,
 {
-    let rows = query(&format!(
+    let rows = query(AssertSqlSafe(format!(
         "SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id = $1 ORDER BY product_id"
-    ))
+    )))
     .bind(order_id.as_i64())
     .fetch_all(executor)
     .await?;
@@ -286,10 +286,12 @@ where
 
 /// The order with its items, whoever owns it.
 pub async fn find(db: &Database, order_id: Id) -> Result<Option<Order>, StoreError> {
-    let row = query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
-        .bind(order_id.as_i64())
-        .fetch_optional(db.reader())
-        .await?;
+    let row = query(AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
+    )))
+    .bind(order_id.as_i64())
+    .fetch_optional(db.reader())
+    .await?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -304,9 +306,9 @@ pub async fn list_for_user(
     user_id: Id,
     page: PageRequest,
 ) -> Result<Vec<Order>, StoreError> {
-    let rows = query(&format!(
+    let rows = query(AssertSqlSafe(format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-    ))
+    )))
     .bind(user_id.as_i64())
     .bind(page.after.map_or(i64::MAX, Id::as_i64))
     .bind(i64::from(page.fetch_limit()))
@@ -321,7 +323,7 @@ pub async fn list_for_user(
         "SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id IN ({}) ORDER BY product_id",
         placeholders.join(", ")
     );
-    let mut statement = query(&sql);
+    let mut statement = query(AssertSqlSafe(sql.as_str()));
     for order in &orders {
         statement = statement.bind(order.id.as_i64());
     }
@@ -378,10 +380,12 @@ pub async fn cancel(state: &ShopState, order_id: Id) -> ShopResult<Order> {
         .execute(&mut *tx)
         .await?;
     }
-    let row = query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
-        .bind(order_id.as_i64())
-        .fetch_one(&mut *tx)
-        .await?;
+    let row = query(AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
+    )))
+    .bind(order_id.as_i64())
+    .fetch_one(&mut *tx)
+    .await?;
     tx.commit().await?;
     let products: Vec<Id> = items.iter().map(|item| item.product_id).collect();
     crate::products::cache::changed(state, &products).await;

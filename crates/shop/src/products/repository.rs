@@ -3,7 +3,7 @@
 use super::{Product, ProductInput};
 use loadstar_core::pagination::PageRequest;
 use loadstar_core::{Id, Timestamp};
-use loadstar_store::sql::{query, AnyRow, Error, Row};
+use loadstar_store::sql::{query, AnyRow, AssertSqlSafe, Error, Row};
 use loadstar_store::{Database, StoreError};
 
 const COLUMNS: &str =
@@ -47,9 +47,9 @@ pub async fn insert(db: &Database, id: Id, input: &ProductInput) -> Result<Produ
         created_at: now,
         updated_at: now,
     };
-    query(&format!(
+    query(AssertSqlSafe(format!(
         "INSERT INTO products ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-    ))
+    )))
     .bind(product.id.as_i64())
     .bind(&product.sku)
     .bind(&product.name)
@@ -66,10 +66,12 @@ pub async fn insert(db: &Database, id: Id, input: &ProductInput) -> Result<Produ
 }
 
 pub async fn find(db: &Database, id: Id) -> Result<Option<Product>, StoreError> {
-    let row = query(&format!("SELECT {COLUMNS} FROM products WHERE id = $1"))
-        .bind(id.as_i64())
-        .fetch_optional(db.reader())
-        .await?;
+    let row = query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM products WHERE id = $1"
+    )))
+    .bind(id.as_i64())
+    .fetch_optional(db.reader())
+    .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
@@ -115,7 +117,7 @@ pub async fn list(
         "SELECT {COLUMNS} FROM products {where_clause} ORDER BY id LIMIT ${}",
         params.len() + 1
     );
-    let mut statement = query(&sql);
+    let mut statement = query(AssertSqlSafe(sql.as_str()));
     for param in params {
         statement = match param {
             Param::Int(value) => statement.bind(value),
@@ -159,11 +161,11 @@ pub async fn replace(
     input: &ProductInput,
     expected_version: Option<i64>,
 ) -> Result<WriteOutcome, StoreError> {
-    let row = query(&format!(
+    let row = query(AssertSqlSafe(format!(
         "UPDATE products SET sku = $2, name = $3, description = $4, price_cents = $5, currency = $6, \
          stock = $7, version = version + 1, updated_at = $8 \
          WHERE id = $1 AND ($9 = 0 OR version = $10) RETURNING {COLUMNS}"
-    ))
+    )))
     .bind(id.as_i64())
     .bind(&input.sku)
     .bind(&input.name)
@@ -188,9 +190,9 @@ pub async fn delete(
     id: Id,
     expected_version: Option<i64>,
 ) -> Result<WriteOutcome, StoreError> {
-    let row = query(&format!(
+    let row = query(AssertSqlSafe(format!(
         "DELETE FROM products WHERE id = $1 AND ($2 = 0 OR version = $3) RETURNING {COLUMNS}"
-    ))
+    )))
     .bind(id.as_i64())
     .bind(i64::from(expected_version.is_some()))
     .bind(expected_version.unwrap_or(0))

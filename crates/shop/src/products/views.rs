@@ -15,7 +15,7 @@ use crate::error::{ShopError, ShopResult};
 use crate::state::ShopState;
 use loadstar_cache::CountBatch;
 use loadstar_core::{Id, Timestamp};
-use loadstar_store::sql::{query, Row};
+use loadstar_store::sql::{query, AssertSqlSafe, Row};
 use loadstar_store::Database;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -79,7 +79,7 @@ async fn apply(db: &Database, batch: CountBatch) -> ShopResult<()> {
             "UPDATE products SET view_count = view_count + CASE id{cases} ELSE 0 END WHERE id IN ({})",
             ids.join(", ")
         );
-        let mut statement = query(&sql);
+        let mut statement = query(AssertSqlSafe(sql.as_str()));
         for (id, count) in chunk {
             statement = statement.bind(*id).bind(*count);
         }

@@ -3,7 +3,7 @@
 use super::{normalize_email, User};
 use crate::auth::Role;
 use loadstar_core::{Id, Timestamp};
-use loadstar_store::sql::{query, AnyRow, Error, Row};
+use loadstar_store::sql::{query, AnyRow, AssertSqlSafe, Error, Row};
 use loadstar_store::{Database, StoreError};
 
 const COLUMNS: &str = "id, email, name, role, created_at, updated_at";
@@ -39,10 +39,12 @@ pub async fn insert(db: &Database, user: &User, password_hash: &str) -> Result<(
 }
 
 pub async fn find(db: &Database, id: Id) -> Result<Option<User>, StoreError> {
-    let row = query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
-        .bind(id.as_i64())
-        .fetch_optional(db.consistent_reader())
-        .await?;
+    let row = query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM users WHERE id = $1"
+    )))
+    .bind(id.as_i64())
+    .fetch_optional(db.consistent_reader())
+    .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
@@ -51,9 +53,9 @@ pub async fn find_credentials(
     db: &Database,
     email: &str,
 ) -> Result<Option<(User, String)>, StoreError> {
-    let row = query(&format!(
+    let row = query(AssertSqlSafe(format!(
         "SELECT {COLUMNS}, password_hash FROM users WHERE email_normalized = $1"
-    ))
+    )))
     .bind(normalize_email(email))
     .fetch_optional(db.consistent_reader())
     .await?;
