@@ -55,6 +55,10 @@ pub struct Problem {
     /// Per-field validation failures.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Seconds after which a retry can succeed, sent as the `Retry-After` header (503,
+    /// 507, 429); not part of the body.
+    #[serde(skip)]
+    pub retry_after_secs: Option<u32>,
 }
 
 impl Problem {
@@ -68,11 +72,18 @@ impl Problem {
             instance: None,
             request_id: None,
             errors: Vec::new(),
+            retry_after_secs: None,
         }
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// Tells the client when to try again (`Retry-After`).
+    pub fn with_retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = Some(secs);
         self
     }
 
@@ -131,7 +142,8 @@ impl Problem {
         .with_detail("the server failed to handle the request; it has been logged")
     }
 
-    /// 503 for a dependency that is down or saturated.
+    /// 503 for a dependency that is down or saturated, with `Retry-After: 1`: the
+    /// condition is expected to pass, and a client that waits a moment can succeed.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -139,6 +151,21 @@ impl Problem {
             "Service unavailable",
         )
         .with_detail(detail)
+        .with_retry_after(1)
+    }
+
+    /// 507 for a write that could not be stored because the server's disk is full. Nothing
+    /// of it was kept; the same request can succeed once space returns.
+    pub fn insufficient_storage() -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient-storage",
+            "Insufficient storage",
+        )
+        .with_detail(
+            "the server has no space left to store this change; nothing was stored, retry later",
+        )
+        .with_retry_after(5)
     }
 
     /// A problem for a bare error status produced outside our handlers (router 404/405,
@@ -169,7 +196,12 @@ impl Problem {
             _ => ("http-error", "the request was rejected"),
         };
         let title = status.canonical_reason().unwrap_or("Error");
-        Self::new(status, slug, title).with_detail(detail)
+        let problem = Self::new(status, slug, title).with_detail(detail);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            problem.with_retry_after(1)
+        } else {
+            problem
+        }
     }
 }
 
@@ -182,9 +214,11 @@ impl IntoResponse for Problem {
         let status = self.status_code();
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = (status, body).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }

@@ -19,6 +19,9 @@ pub enum JobApiError {
     /// The queue's backend is down or saturated; worth retrying.
     #[error("queue unavailable: {0}")]
     Unavailable(String),
+    /// The disk under the queue is full: nothing was stored; worth retrying later.
+    #[error("queue storage full: {0}")]
+    StorageFull(String),
     /// A bug or a broken backend; logged, never shown.
     #[error("internal: {0}")]
     Internal(String),
@@ -29,6 +32,7 @@ impl From<JobError> for JobApiError {
         match error {
             JobError::NotFound(_) => JobApiError::NotFound("job"),
             JobError::Unavailable(cause) => JobApiError::Unavailable(cause),
+            JobError::StorageFull(cause) => JobApiError::StorageFull(cause),
             // The APIs never build jobs, so a rejected one is the server's fault.
             JobError::Invalid(cause) | JobError::Backend(cause) => JobApiError::Internal(cause),
         }
@@ -45,6 +49,7 @@ impl JobApiError {
             JobApiError::Unavailable(_) => {
                 Problem::unavailable("the job queue is temporarily unavailable; retry later")
             }
+            JobApiError::StorageFull(_) => Problem::insufficient_storage(),
             JobApiError::Internal(_) => Problem::internal(),
         }
     }
@@ -56,7 +61,7 @@ impl IntoResponse for JobApiError {
             JobApiError::Internal(cause) => {
                 tracing::error!(error = %cause, "job api request failed")
             }
-            JobApiError::Unavailable(cause) => {
+            JobApiError::Unavailable(cause) | JobApiError::StorageFull(cause) => {
                 tracing::warn!(error = %cause, "job queue unavailable")
             }
             _ => {}

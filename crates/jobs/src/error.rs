@@ -14,6 +14,10 @@ pub enum JobError {
     /// The backend is down or saturated; retryable.
     #[error("queue unavailable: {0}")]
     Unavailable(String),
+    /// The disk under the queue's database is full: nothing was stored; retryable once
+    /// space returns.
+    #[error("queue storage full: {0}")]
+    StorageFull(String),
     /// Anything else: a bug or a broken schema.
     #[error("queue error: {0}")]
     Backend(String),
@@ -23,6 +27,8 @@ impl From<StoreError> for JobError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(cause) => JobError::Unavailable(cause),
+            StoreError::Down => JobError::Unavailable("the database is down".to_owned()),
+            StoreError::StorageFull(cause) => JobError::StorageFull(cause),
             other => JobError::Backend(other.to_string()),
         }
     }

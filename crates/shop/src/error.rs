@@ -40,6 +40,13 @@ pub enum ShopError {
     /// A dependency is down or saturated; worth retrying.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The database is known to be down: answered at once. Its health monitor logs the
+    /// outage once, so each refused request is not logged again.
+    #[error("the database is down")]
+    DatabaseDown,
+    /// The disk under the database is full: nothing was stored; worth retrying later.
+    #[error("storage full: {0}")]
+    StorageFull(String),
     /// A bug or a broken dependency; logged, never shown.
     #[error("internal: {0}")]
     Internal(String),
@@ -49,7 +56,22 @@ impl From<StoreError> for ShopError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(cause) => ShopError::Unavailable(cause),
+            StoreError::Down => ShopError::DatabaseDown,
+            StoreError::StorageFull(cause) => ShopError::StorageFull(cause),
             other => ShopError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Jobs written by shop requests (an order's charge, an import): a queue that is down or
+/// out of space is the client's 503/507 like the database's; anything else is ours.
+impl From<loadstar_jobs::JobError> for ShopError {
+    fn from(error: loadstar_jobs::JobError) -> Self {
+        use loadstar_jobs::JobError;
+        match error {
+            JobError::Unavailable(cause) => ShopError::Unavailable(cause),
+            JobError::StorageFull(cause) => ShopError::StorageFull(cause),
+            other => ShopError::Internal(format!("enqueue: {other}")),
         }
     }
 }
@@ -99,9 +121,10 @@ impl ShopError {
             )
             .with_detail(detail.clone())
             .with_errors(errors.clone()),
-            ShopError::Unavailable(_) => {
+            ShopError::Unavailable(_) | ShopError::DatabaseDown => {
                 Problem::unavailable("a dependency is temporarily unavailable; retry later")
             }
+            ShopError::StorageFull(_) => Problem::insufficient_storage(),
             ShopError::Internal(_) => Problem::internal(),
         }
     }
@@ -113,6 +136,9 @@ impl IntoResponse for ShopError {
             ShopError::Internal(cause) => tracing::error!(error = %cause, "request failed"),
             ShopError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "dependency unavailable")
+            }
+            ShopError::StorageFull(cause) => {
+                tracing::warn!(error = %cause, "write refused: storage full")
             }
             _ => {}
         }

@@ -1,6 +1,8 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
 };
@@ -72,19 +74,12 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut jobs = loadstar_jobs::JobsAdminApi::openapi();
     jobs.merge(loadstar_jobs::JobStatusApi::openapi());
     for item in jobs.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for (operation, writes) in operations(item) {
             operation.security = Some(vec![
                 SecurityRequirement::new("bearer", Vec::<String>::new()),
                 SecurityRequirement::new("apiKey", Vec::<String>::new()),
             ]);
-            add_common_responses(operation);
+            add_common_responses(operation, writes);
             operation
                 .responses
                 .responses
@@ -97,27 +92,35 @@ pub fn document() -> utoipa::openapi::OpenApi {
 }
 
 /// Failures every endpoint of a kind can answer, added once here instead of on each
-/// handler: 401 wherever credentials are required, 413 and 415 wherever a body is read.
+/// handler: 401 wherever credentials are required, 413 and 415 wherever a body is read,
+/// 503 everywhere (a dependency down, with `Retry-After`), 507 wherever something is
+/// written (the disk under the database is full, with `Retry-After`).
 struct CommonResponses;
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                add_common_responses(operation);
+            for (operation, writes) in operations(item) {
+                add_common_responses(operation, writes);
             }
         }
     }
 }
 
-fn add_common_responses(operation: &mut Operation) {
+/// The operations of a path, each with whether it changes state.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (&mut Operation, bool)> {
+    [
+        (&mut item.get, false),
+        (&mut item.put, true),
+        (&mut item.post, true),
+        (&mut item.delete, true),
+        (&mut item.patch, true),
+    ]
+    .into_iter()
+    .filter_map(|(operation, writes)| operation.as_mut().map(|operation| (operation, writes)))
+}
+
+fn add_common_responses(operation: &mut Operation, writes: bool) {
     let needs_credentials = operation
         .security
         .as_ref()
@@ -145,6 +148,48 @@ fn add_common_responses(operation: &mut Operation) {
         add("413", "the body is larger than server.body_limit_bytes");
         add("415", "the body is not JSON");
     }
+    let responses = &mut operation.responses.responses;
+    responses.insert(
+        "503".to_owned(),
+        retry_later_response(
+            "a dependency (the database, the queue) is down or saturated; nothing was changed \
+             unless the same request is later found to have completed (use Idempotency-Key)",
+        ),
+    );
+    if writes {
+        responses.insert(
+            "507".to_owned(),
+            retry_later_response(
+                "the server's disk is full: nothing of this request was stored; retry after \
+                 Retry-After",
+            ),
+        );
+    }
+}
+
+/// A problem response that carries `Retry-After`.
+fn retry_later_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0)),
+                )
+                .description(Some("seconds to wait before retrying"))
+                .build(),
+        )
+        .content(
+            loadstar_core::problem::PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 fn problem_response(description: &str) -> RefOr<Response> {

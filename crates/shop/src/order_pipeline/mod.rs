@@ -68,7 +68,7 @@ async fn enqueue_in(state: &ShopState, tx: &mut Transaction, job: NewJob) -> Sho
         .enqueue_in(tx, job)
         .await
         .map(|_| ())
-        .map_err(|error| ShopError::Internal(format!("enqueue: {error}")))
+        .map_err(ShopError::from)
 }
 
 /// The jobs a new order needs, written in the order's own transaction: its charge, and

@@ -68,12 +68,12 @@ pub async fn create_product_import(
     )
     .with_max_attempts(policy.max_attempts)
     .with_current_trace();
-    let job_id = state.jobs.enqueue(job).await.map_err(enqueue_failed)?;
+    let job_id = state.jobs.enqueue(job).await.map_err(ShopError::from)?;
     let job = state
         .jobs
         .get(job_id)
         .await
-        .map_err(enqueue_failed)?
+        .map_err(ShopError::from)?
         .ok_or_else(|| ShopError::Internal(format!("job {job_id} vanished after enqueue")))?;
     tracing::info!(job_id = %job_id, products = count, "product import accepted");
     let status_url = format!("/v1/jobs/{job_id}");
@@ -134,12 +134,5 @@ fn imported(product: ProductInput) -> v1::product_import::ImportedProduct {
         price_cents: product.price_cents,
         currency: product.currency,
         stock: product.stock,
-    }
-}
-
-fn enqueue_failed(error: loadstar_jobs::JobError) -> ShopError {
-    match error {
-        loadstar_jobs::JobError::Unavailable(cause) => ShopError::Unavailable(cause),
-        other => ShopError::Internal(format!("enqueue product import: {other}")),
     }
 }

@@ -1,8 +1,13 @@
-//! A full disk under the embedded SQLite database: writes fail (and say so) while it is
-//! full, succeed again once space returns, and every write that was acknowledged is on
-//! disk, seen by another connection and after a reopen. Before sqlx 0.9 and the store's own
-//! transaction guard, a COMMIT that failed with SQLITE_FULL left the writer inside a
-//! transaction that never ended: every later "commit" succeeded and was lost.
+//! The embedded SQLite database when its storage fails under it.
+//!
+//! A full disk: writes fail (and say so) while it is full, succeed again once space
+//! returns, and every write that was acknowledged is on disk, seen by another connection
+//! and after a reopen. Before sqlx 0.9 and the store's own transaction guard, a COMMIT that
+//! failed with SQLITE_FULL left the writer inside a transaction that never ended: every
+//! later "commit" succeeded and was lost.
+//!
+//! A write lock held by another process: writes are refused as unavailable after the busy
+//! timeout (a 503, not a 500), reads go on, and writes resume when the lock is released.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use loadstar_core::config::DatabaseConfig;
@@ -143,4 +148,54 @@ async fn acknowledged_writes_survive_a_disk_that_fills_and_frees() {
         "after a reopen every acknowledged write is there"
     );
     reopened.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_lock_held_by_another_process_is_unavailable_not_a_bug() {
+    let dir = loadstar_store::test_support::scratch_dir("busy");
+    let config = DatabaseConfig {
+        sqlite_busy_timeout_ms: 200,
+        ..DatabaseConfig::default()
+    };
+    let db = Database::connect(&config, &dir).await.unwrap();
+    db.migrate().await.unwrap();
+    query("CREATE TABLE disk_full_rows (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)")
+        .execute(db.writer())
+        .await
+        .unwrap();
+    write(&db, 1).await.unwrap();
+
+    // Another program (a sqlite3 shell, a backup tool) takes the write lock and keeps it.
+    let file = dir.join("loadstar.db");
+    let mut holder = SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let refused = write(&db, 2).await.unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Unavailable(_)),
+        "a held lock is a retryable unavailability: {refused:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        ids_seen_by(&db).await,
+        BTreeSet::from([1]),
+        "reads go on while the lock is held elsewhere"
+    );
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    write(&db, 3).await.unwrap();
+    assert_eq!(ids_seen_by(&db).await, BTreeSet::from([1, 3]));
+    assert_eq!(
+        ids_seen_by_another_connection(&file).await,
+        BTreeSet::from([1, 3])
+    );
+    db.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
 }
