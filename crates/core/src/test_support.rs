@@ -22,3 +22,94 @@ where
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
+
+/// How a [`FaultProxy`] treats traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Bytes flow both ways.
+    Pass,
+    /// Every connection, open or new, is closed at once: a refusal, a reset.
+    Cut,
+    /// Connections stay open but no byte moves, and new ones are accepted and then left
+    /// hanging: a partition, or a server that vanished without closing anything. The
+    /// worst case for a client, which learns of it only from its own deadlines.
+    Silent,
+}
+
+/// A TCP proxy in front of a real server, for tests of what a client does when the
+/// network between them fails. Stops forwarding when dropped.
+#[derive(Debug)]
+pub struct FaultProxy {
+    address: std::net::SocketAddr,
+    mode: tokio::sync::watch::Sender<ProxyMode>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port and forwards to `upstream`.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound.
+    #[allow(clippy::expect_used)]
+    pub async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let address = listener.local_addr().expect("a bound address");
+        let (mode, watching) = tokio::sync::watch::channel(ProxyMode::Pass);
+        let acceptor = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(forward(client, upstream, watching.clone()));
+            }
+        });
+        Self {
+            address,
+            mode,
+            acceptor,
+        }
+    }
+
+    /// Where clients connect instead of the upstream.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    pub fn set_mode(&self, mode: ProxyMode) {
+        self.mode.send_replace(mode);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+        self.mode.send_replace(ProxyMode::Cut);
+    }
+}
+
+async fn forward(
+    mut client: tokio::net::TcpStream,
+    upstream: std::net::SocketAddr,
+    mut mode: tokio::sync::watch::Receiver<ProxyMode>,
+) {
+    // A connection made while silent hangs until the mode changes; a cut closes it.
+    if mode
+        .wait_for(|mode| *mode != ProxyMode::Silent)
+        .await
+        .map_or(true, |mode| *mode == ProxyMode::Cut)
+    {
+        return;
+    }
+    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+        return;
+    };
+    let faulted = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+        _ = mode.wait_for(|mode| *mode != ProxyMode::Pass) => true,
+    };
+    if faulted {
+        // Silent: hold both sockets open without moving a byte until the partition heals;
+        // then close them, as real ones would be dead by then (either side's deadline has
+        // given up on them). Cut: close at once.
+        let _ = mode.wait_for(|mode| *mode != ProxyMode::Silent).await;
+    }
+}

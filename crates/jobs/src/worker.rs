@@ -21,6 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+/// First wait before retrying to record an outcome the database did not take.
+const SETTLE_RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest wait between such retries: the outcome lands within this of the database's
+/// return.
+const SETTLE_RETRY_CAP: Duration = Duration::from_millis(500);
 use tokio_util::sync::CancellationToken;
 
 /// Why a handler did not finish its job.
@@ -138,6 +144,8 @@ impl WorkerPool {
         // True on start and after a wake-up or a poll tick: then any free slot is worth a
         // fetch. A finished job alone waits for `batch` free slots.
         let mut any_free_slot = true;
+        // Fetch failures are logged when they start and when they end, not once a poll.
+        let mut failing_since: Option<std::time::Instant> = None;
         while !shutdown.is_cancelled() {
             while running.try_join_next().is_some() {}
             let free = slots.available_permits();
@@ -158,6 +166,9 @@ impl WorkerPool {
                     .await
                 {
                     Ok(jobs) => {
+                        if let Some(since) = failing_since.take() {
+                            tracing::info!(pool = %pool.settings.name, failed_for_ms = since.elapsed().as_millis() as u64, "fetching jobs works again");
+                        }
                         fetched = jobs.len();
                         for job in jobs {
                             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
@@ -171,7 +182,10 @@ impl WorkerPool {
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(pool = %pool.settings.name, error = %error, "fetch failed; backing off")
+                        if failing_since.is_none() {
+                            failing_since = Some(std::time::Instant::now());
+                            tracing::warn!(pool = %pool.settings.name, error = %error, "fetching jobs fails; polling on until it works");
+                        }
                     }
                 }
             }
@@ -222,31 +236,26 @@ impl WorkerPool {
                 job.kind
             ))),
         };
-        let mut next_state = Err(());
-        let settled = match &outcome {
-            Ok(()) => {
-                let held = self.queue.complete(&job).await;
-                if matches!(held, Ok(true)) {
-                    next_state = Ok(Some(crate::model::JobState::Completed));
-                }
-                held.map(|held| held.then_some(()))
-            }
-            Err(error) => {
-                let policy = self.policies.get(&job.kind).copied().unwrap_or_default();
-                match self.queue.fail(&job, &error.message, &policy).await {
-                    Ok(state) => {
-                        tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, error = %error, next = ?state, "job failed");
-                        if state == Some(crate::model::JobState::Dead)
-                            && policy.on_exhausted == crate::retry_policy::Exhausted::Alert
-                        {
-                            self.raise_exhausted(&job, &error.message).await;
-                        }
-                        next_state = Ok(state);
-                        Ok(Some(()))
+        // The outcome is recorded as soon as the database takes it: a write that fails
+        // because it is down (or out of space) is retried until it lands, for up to a lease,
+        // instead of leaving the job to wait out its lease and run again.
+        let give_up_at = tokio::time::Instant::now() + self.settings.lease;
+        let mut backoff = SETTLE_RETRY_FIRST;
+        let mut warned = false;
+        let (settled, next_state) = loop {
+            let attempt = self.settle(&job, &outcome).await;
+            match &attempt.0 {
+                Err(JobError::Unavailable(_) | JobError::StorageFull(_))
+                    if tokio::time::Instant::now() + backoff < give_up_at =>
+                {
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(job_id = %job.id, kind = %job.kind, error = %attempt.0.as_ref().err().map(ToString::to_string).unwrap_or_default(), "could not record the job's outcome yet; retrying until the database takes it");
                     }
-                    Err(JobError::NotFound(_)) => Ok(None),
-                    Err(other) => Err(other),
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(SETTLE_RETRY_CAP);
                 }
+                _ => break attempt,
             }
         };
         crate::queue_metrics::finished(&job, started.elapsed(), next_state);
@@ -259,9 +268,49 @@ impl WorkerPool {
                 tracing::warn!(job_id = %job.id, kind = %job.kind, "lease lost before the job settled; another worker owns it now")
             }
             Err(error) => {
-                tracing::error!(job_id = %job.id, kind = %job.kind, error = %error, "could not record the job's outcome; it will be redelivered")
+                tracing::warn!(job_id = %job.id, kind = %job.kind, error = %error, "could not record the job's outcome; it will be redelivered when its lease expires")
             }
         }
+    }
+
+    /// Records a finished job's outcome: `Ok(Some(()))` recorded, `Ok(None)` the lease was
+    /// lost to another worker; with the job's next state for the metrics.
+    async fn settle(
+        &self,
+        job: &LeasedJob,
+        outcome: &Result<(), HandlerError>,
+    ) -> (
+        Result<Option<()>, JobError>,
+        Result<Option<crate::model::JobState>, ()>,
+    ) {
+        let mut next_state = Err(());
+        let settled = match outcome {
+            Ok(()) => {
+                let held = self.queue.complete(job).await;
+                if matches!(held, Ok(true)) {
+                    next_state = Ok(Some(crate::model::JobState::Completed));
+                }
+                held.map(|held| held.then_some(()))
+            }
+            Err(error) => {
+                let policy = self.policies.get(&job.kind).copied().unwrap_or_default();
+                match self.queue.fail(job, &error.message, &policy).await {
+                    Ok(state) => {
+                        tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, error = %error, next = ?state, "job failed");
+                        if state == Some(crate::model::JobState::Dead)
+                            && policy.on_exhausted == crate::retry_policy::Exhausted::Alert
+                        {
+                            self.raise_exhausted(job, &error.message).await;
+                        }
+                        next_state = Ok(state);
+                        Ok(Some(()))
+                    }
+                    Err(JobError::NotFound(_)) => Ok(None),
+                    Err(other) => Err(other),
+                }
+            }
+        };
+        (settled, next_state)
     }
 
     async fn raise_exhausted(&self, job: &LeasedJob, error: &str) {

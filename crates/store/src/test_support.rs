@@ -169,3 +169,169 @@ impl Drop for SmallDisk {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+/// A PostgreSQL server of the test's own, on a free port, that the test may stop, restart
+/// or kill (the machine's shared server is never touched). Its data directory is a fresh
+/// `initdb` in a scratch directory; everything is removed when dropped.
+///
+/// Run as root (CI), the server runs as the `postgres` user, as PostgreSQL requires.
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    server: Option<std::process::Child>,
+}
+
+impl PrivatePostgres {
+    /// Initialises and starts a server; `None` when no PostgreSQL server binaries are
+    /// installed (under `/usr/lib/postgresql/*/bin`).
+    ///
+    /// # Panics
+    /// If the binaries exist but the server cannot be set up.
+    #[allow(clippy::expect_used)]
+    pub fn start() -> Option<PrivatePostgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path().join("bin"))
+            .filter(|bin| bin.join("postgres").is_file())
+            .max()?;
+        let dir = scratch_dir("postgres");
+        std::fs::create_dir_all(&dir).expect("create the server's directory");
+        if as_root() {
+            let chown = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .expect("run chown");
+            assert!(chown.success(), "chown the server's directory to postgres");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = PrivatePostgres {
+            bin,
+            dir,
+            port,
+            server: None,
+        };
+        let initdb = server
+            .command("initdb")
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-D"])
+            .arg(server.data_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run initdb");
+        assert!(initdb.success(), "initdb of a private server");
+        server.restart();
+        Some(server)
+    }
+
+    /// The admin URL: user `postgres`, database `postgres`, no password.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// A command for one of the server's binaries, as `postgres` when we are root.
+    fn command(&self, binary: &str) -> std::process::Command {
+        let program = self.bin.join(binary);
+        if as_root() {
+            let mut command = std::process::Command::new("setpriv");
+            command
+                .args([
+                    "--reuid=postgres",
+                    "--regid=postgres",
+                    "--init-groups",
+                    "--",
+                ])
+                .arg(program);
+            command
+        } else {
+            std::process::Command::new(program)
+        }
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// If it does not come up within 30 seconds.
+    #[allow(clippy::expect_used)]
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .arg("-k")
+            .arg(&self.dir)
+            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        self.server = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ready = std::process::Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .is_ok_and(|status| status.success());
+            if ready {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the private PostgreSQL server did not come up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// A fast shutdown, as `pg_ctl stop -m fast`: sessions are terminated ("terminating
+    /// connection due to administrator command"), then the server exits; connections are
+    /// refused until [`PrivatePostgres::restart`].
+    pub fn stop(&mut self) {
+        self.signal_and_reap("-INT");
+    }
+
+    fn signal_and_reap(&mut self, signal: &str) {
+        if let Some(mut child) = self.server.take() {
+            let _ = std::process::Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        // Immediate shutdown: nothing in this server is worth a checkpoint.
+        self.signal_and_reap("-QUIT");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.starts_with(b"0\n"))
+}

@@ -80,6 +80,8 @@ pub fn signal(child: &mut Child, signal: &str) {
 pub struct Node {
     pub child: Child,
     pub url: String,
+    /// Every line the node logged after it started listening.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Node {
@@ -102,12 +104,46 @@ impl Node {
             .unwrap()
             .to_owned();
         // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || while lines.recv().is_ok() {});
-        Self { child, url }
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = logs.clone();
+        std::thread::spawn(move || {
+            while let Ok(line) = lines.recv() {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self { child, url, logs }
     }
 
     pub fn signal(&mut self, name: &str) {
         signal(&mut self.child, name);
+    }
+
+    /// How many logged lines have a message starting with `prefix`.
+    pub fn count_logs(&self, prefix: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|entry| {
+                entry["message"]
+                    .as_str()
+                    .is_some_and(|message| message.starts_with(prefix))
+            })
+            .count()
+    }
+
+    /// Lines logged at `level` (`WARN`, `ERROR`).
+    pub fn logs_at(&self, level: &str) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| {
+                serde_json::from_str::<Value>(line).is_ok_and(|entry| entry["level"] == level)
+            })
+            .cloned()
+            .collect()
     }
 }
 
