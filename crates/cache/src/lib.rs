@@ -28,6 +28,7 @@ mod metrics;
 mod redelivery;
 mod redis_ring;
 mod redis_tier;
+mod stale_copies;
 mod two_tier;
 
 pub use counters::{CountBatch, WriteBackCounter};

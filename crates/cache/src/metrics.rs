@@ -6,6 +6,8 @@
 //! `cache_evictions_total`, `cache_invalidations_sent_total`,
 //! `cache_invalidations_received_total`, `cache_lease_waits_total`,
 //! `cache_redis_bypasses_total` (calls skipped or failed while Redis was down or slow),
+//! `cache_stale_served_total` (reads answered with a last known value because the load
+//! failed: the database was down),
 //! the gauge `cache_invalidations_pending` (writes whose invalidation is being retried
 //! because Redis did not take it), and the gauge `cache_invalidation_subscriptions` (invalidation channels this process
 //! listens on: one per cache per Redis node when all is well; lower means some writes
@@ -31,6 +33,8 @@ pub struct CacheStats {
     pub lease_waits: u64,
     /// Redis calls skipped (breaker open) or failed (down, slow).
     pub bypasses: u64,
+    /// Reads answered with a last known value because their load failed.
+    pub stale_served: u64,
     /// Writes whose invalidation has not reached Redis yet (being retried).
     pub undelivered_invalidations: u64,
 }
@@ -47,6 +51,7 @@ struct Counts {
     invalidations_received: AtomicU64,
     lease_waits: AtomicU64,
     bypasses: AtomicU64,
+    stale_served: AtomicU64,
 }
 
 /// Cheap to clone; every clone counts into the same totals.
@@ -103,6 +108,11 @@ impl CacheMetrics {
         metrics::counter!("cache_lease_waits_total").increment(1);
     }
 
+    pub(crate) fn stale_served(&self) {
+        bump(&self.0.stale_served);
+        metrics::counter!("cache_stale_served_total").increment(1);
+    }
+
     pub(crate) fn bypass(&self) {
         bump(&self.0.bypasses);
         metrics::counter!("cache_redis_bypasses_total").increment(1);
@@ -132,6 +142,7 @@ impl CacheMetrics {
             invalidations_received: read(&counts.invalidations_received),
             lease_waits: read(&counts.lease_waits),
             bypasses: read(&counts.bypasses),
+            stale_served: read(&counts.stale_served),
             undelivered_invalidations: 0,
         }
     }

@@ -8,6 +8,7 @@ use crate::metrics::{CacheMetrics, CacheStats};
 use crate::redelivery::Redelivery;
 use crate::redis_ring::RedisRing;
 use crate::redis_tier::{Lease, RedisTier};
+use crate::stale_copies::StaleCopies;
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +36,9 @@ pub struct CacheSettings {
     pub lease_for: Duration,
     /// How long a miss waits for another node's load before loading itself.
     pub lease_wait: Duration,
+    /// How long the last known value of a key is kept to answer a read whose load fails
+    /// (the database is down): `stale-if-error`. Zero: never served stale.
+    pub stale_if_error: Duration,
 }
 
 impl Default for CacheSettings {
@@ -44,6 +48,7 @@ impl Default for CacheSettings {
             ttl_jitter: 0.1,
             lease_for: Duration::from_secs(2),
             lease_wait: Duration::from_millis(200),
+            stale_if_error: Duration::from_secs(300),
         }
     }
 }
@@ -70,6 +75,8 @@ pub struct Versioned {
 /// it costs at most its timeout and never a failed request.
 pub struct TwoTierCache {
     local: LocalTier,
+    /// Last known values, served only when a load fails.
+    stale: StaleCopies,
     redis: Option<RedisTier>,
     settings: CacheSettings,
     log: InvalidationLog,
@@ -100,6 +107,7 @@ impl TwoTierCache {
     fn build(settings: &CacheSettings, ring: Option<Arc<RedisRing>>) -> Self {
         let metrics = CacheMetrics::default();
         let local = LocalTier::new(settings.local_max_bytes, metrics.clone());
+        let stale = StaleCopies::new(settings.stale_if_error, settings.local_max_bytes / 4);
         let log = InvalidationLog::new();
         let origin = format!("{:016x}", rand::random::<u64>());
         let stop = CancellationToken::new();
@@ -129,6 +137,7 @@ impl TwoTierCache {
         });
         Self {
             local,
+            stale,
             redis,
             redelivery,
             settings: CacheSettings {
@@ -203,6 +212,7 @@ impl TwoTierCache {
     pub async fn put(&self, key: &str, value: Option<Bytes>, version: u64, lifetimes: Lifetimes) {
         let ttl = self.ttl_for(&value, lifetimes);
         let cached = Cached { value, version };
+        self.stale.remember(key, &cached).await;
         self.log.record(key);
         let mut newest = true;
         if let Some(redis) = &self.redis {
@@ -273,11 +283,24 @@ impl TwoTierCache {
         }
         self.metrics.miss("local");
         let started = self.log.now();
-        let filled = self
+        let filled = match self
             .local
             .get_or_try_fill(key, self.fill(key, lifetimes, started, load))
             .await
-            .map_err(|error: Arc<CacheError>| (*error).clone())?;
+        {
+            Ok(filled) => filled,
+            Err(error) => {
+                return match self.stale.get(key).await {
+                    Some(stale) => {
+                        self.metrics.stale_served();
+                        tracing::debug!(key, error = %error, "load failed; served the last known value");
+                        Ok(stale.into_versioned())
+                    }
+                    None => Err((*error).clone()),
+                };
+            }
+        };
+        self.stale.remember(key, &filled).await;
         if self.log.changed_since(key, started) {
             // A write landed while this fill was in flight: what it read may be older.
             self.local.remove(key).await;

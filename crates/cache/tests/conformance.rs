@@ -194,6 +194,58 @@ async fn a_failed_load_is_reported_and_not_cached(nodes: Nodes) {
     assert_eq!(value, found("ok", 1), "the next read loads again");
 }
 
+/// A value that expired or was evicted, whose reload then fails (the database is down),
+/// is answered with the last value this node saw (`stale-if-error`); only a key this node
+/// never saw reports the failure.
+async fn a_failed_reload_is_answered_with_the_last_known_value(nodes: Nodes) {
+    let cache = nodes.node();
+    let key = key("stale");
+    cache
+        .get_or_load(&key, LONG, || async { Ok::<_, String>(found("v1", 1)) })
+        .await
+        .unwrap();
+    cache.invalidate(&key).await;
+    let value = cache
+        .get_or_load(&key, LONG, || async {
+            Err::<Option<Versioned>, _>("database down")
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, found("v1", 1), "served stale while the source fails");
+    assert_eq!(cache.stats().stale_served, 1);
+
+    cache.put(&key, Some(bytes("v2")), 2, LONG).await;
+    cache.invalidate(&key).await;
+    let value = cache
+        .get_or_load(&key, LONG, || async {
+            Err::<Option<Versioned>, _>("database down")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        value,
+        found("v2", 2),
+        "a write-through value is the last known one"
+    );
+
+    let value = cache
+        .get_or_load(&key, LONG, || async { Ok::<_, String>(found("v3", 3)) })
+        .await
+        .unwrap();
+    assert_eq!(
+        value,
+        found("v3", 3),
+        "never stale while the source answers"
+    );
+
+    let unseen = cache
+        .get_or_load(&self::key("unseen"), LONG, || async {
+            Err::<Option<Versioned>, _>("database down")
+        })
+        .await;
+    assert!(unseen.is_err(), "nothing to serve for a key never seen");
+}
+
 /// A read that loaded the old row before a write, and finishes after it, must not leave
 /// the old value cached: the write's invalidation wins (leases, as in memcache).
 async fn a_load_racing_a_write_does_not_cache_the_old_value(nodes: Nodes) {
@@ -366,6 +418,7 @@ cache_suite!(
         concurrent_misses_of_one_key_load_it_once,
         a_missing_item_is_remembered_for_its_negative_ttl,
         a_failed_load_is_reported_and_not_cached,
+        a_failed_reload_is_answered_with_the_last_known_value,
         a_load_racing_a_write_does_not_cache_the_old_value,
     ],
     redis_only: [

@@ -71,6 +71,11 @@ impl Shop {
         self.send(Method::GET, &path, None).await
     }
 
+    async fn product(&self) -> (StatusCode, bool) {
+        let path = format!("/v1/products/{}", self.product);
+        self.send(Method::GET, &path, None).await
+    }
+
     async fn ready(&self) -> StatusCode {
         self.http
             .get(format!("{}/readyz", self.url))
@@ -119,6 +124,19 @@ async fn deployment_charging_at(proxy: &FaultProxy, payments_url: &str) -> (Node
         product,
     };
     (node, shop)
+}
+
+/// A product read once and then evicted (an order moved its stock) is still served, from
+/// the last value the node saw, while its reload cannot reach the database.
+async fn assert_product_served_stale(shop: &Shop) {
+    let started = Instant::now();
+    let (status, _) = shop.product().await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the product is served stale-if-error"
+    );
+    assert!(started.elapsed() < AT_ONCE);
 }
 
 /// Each of the shop's kinds of request, timed: all must be refused 503 with Retry-After
@@ -174,11 +192,13 @@ async fn a_database_that_is_down_is_answered_at_once_and_recovered_from_by_itsel
     };
     let proxy = FaultProxy::start(postgres.address()).await;
     let (node, shop) = deployment(&proxy).await;
+    assert_eq!(shop.product().await.0, StatusCode::OK);
     assert_eq!(shop.order().await.0, StatusCode::CREATED);
 
     postgres.stop();
     wait_until_ready(&shop, false).await;
     assert_refused_at_once(&shop).await;
+    assert_product_served_stale(&shop).await;
 
     postgres.restart();
     wait_until_ready(&shop, true).await;
@@ -303,6 +323,7 @@ async fn a_silent_network_to_the_database_hangs_no_request() {
     let proxy = FaultProxy::start(postgres.address()).await;
     let (node, shop) = deployment(&proxy).await;
     let shop = Arc::new(shop);
+    assert_eq!(shop.product().await.0, StatusCode::OK);
     assert_eq!(shop.order().await.0, StatusCode::CREATED);
 
     proxy.set_mode(ProxyMode::Silent);

@@ -68,6 +68,7 @@ impl ShopCaches {
             ttl_jitter: config.ttl_jitter,
             lease_for: Duration::from_millis(config.lease_ms),
             lease_wait: Duration::from_millis(config.lease_wait_ms),
+            stale_if_error: Duration::from_secs(config.stale_if_error_secs),
         };
         let entries = match &redis {
             Some(ring) => TwoTierCache::with_redis(&settings, Arc::clone(ring)),

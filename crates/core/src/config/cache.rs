@@ -27,6 +27,10 @@ pub struct CacheConfig {
     pub lease_ms: u64,
     /// How long other nodes wait for the lease holder's value before loading themselves.
     pub lease_wait_ms: u64,
+    /// How long this node keeps the last value of each key it read or wrote, to answer a
+    /// read whose load fails (the database is down) instead of an error: RFC 5861's
+    /// `stale-if-error`. 0: never serve stale.
+    pub stale_if_error_secs: u64,
     /// On start, pre-load this many of the most-viewed products (0: start cold).
     pub warm_up_products: u32,
     /// Single product reads (`GET /v1/products/{id}`): `cache_aside` (writes evict),
@@ -50,6 +54,7 @@ impl Default for CacheConfig {
             ttl_jitter: 0.1,
             lease_ms: 2_000,
             lease_wait_ms: 200,
+            stale_if_error_secs: 300,
             warm_up_products: 0,
             product: EntityCacheConfig {
                 strategy: CacheStrategy::WriteThrough,
