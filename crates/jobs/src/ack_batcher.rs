@@ -87,20 +87,12 @@ pub(crate) async fn run(
                 }
             }
             Err(error) => {
-                let message = error.to_string();
+                // Each waiter gets the batch's error as it is: same kind, same message.
                 for request in unique {
-                    let _ = request.reply.send(Err(same_kind(&error, &message)));
+                    let _ = request.reply.send(Err(error.clone()));
                 }
             }
         }
-    }
-}
-
-/// The error each waiter of a failed batch gets: the batch's, kind preserved.
-fn same_kind(error: &JobError, message: &str) -> JobError {
-    match error {
-        JobError::Unavailable(_) => JobError::Unavailable(message.to_owned()),
-        _ => JobError::Backend(message.to_owned()),
     }
 }
 

@@ -3,7 +3,7 @@
 use loadstar_store::StoreError;
 
 /// What went wrong talking to the queue.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum JobError {
     /// The job does not exist (or is not in a state the operation applies to).
     #[error("job {0} not found")]

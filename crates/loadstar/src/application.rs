@@ -11,8 +11,9 @@ use loadstar_core::config::Config;
 use loadstar_core::{request_context, request_telemetry, Problem};
 use loadstar_jobs::WorkerPool;
 use loadstar_shop::ShopState;
-use loadstar_store::Database;
+use loadstar_store::{Database, NodeLease};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,8 @@ pub struct Application {
     state: ShopState,
     config: Config,
     workers: Vec<WorkerPool>,
+    /// This process's node id, released on a graceful stop.
+    node: Arc<NodeLease>,
     shutdown: CancellationToken,
     grace: Duration,
 }
@@ -43,7 +46,8 @@ impl Application {
             .await
             .context("cannot open the database")?;
         db.migrate().await.context("cannot migrate the database")?;
-        let state = crate::shop_state::build(&db, config)?;
+        let shutdown = CancellationToken::new();
+        let (state, node) = crate::shop_state::build(&db, config, &shutdown).await?;
         if let Err(error) = loadstar_shop::products::views::warm_up(&state).await {
             tracing::warn!(error = %error, "cache warm-up failed; starting cold");
         }
@@ -61,7 +65,8 @@ impl Application {
             state,
             config: config.clone(),
             workers: Vec::new(),
-            shutdown: CancellationToken::new(),
+            node,
+            shutdown,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
         })
     }
@@ -104,6 +109,7 @@ impl Application {
             config,
             shutdown,
             grace,
+            node,
             ..
         } = self;
         if !workers.is_empty() {
@@ -146,6 +152,7 @@ impl Application {
                 tracing::warn!(error = %error, "product view flusher failed");
             }
         }
+        node.release().await;
         db.close().await;
         tracing::info!("api stopped");
         Ok(())

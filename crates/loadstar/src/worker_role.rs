@@ -102,12 +102,13 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         .await
         .context("cannot open the database")?;
     db.migrate().await.context("cannot migrate the database")?;
-    let state = crate::shop_state::build(&db, config)?;
+    let (state, node) = crate::shop_state::build(&db, config, &shutdown).await?;
     let pools = spawn_pools(pools(&state, config), &shutdown);
     spawn_monitors(&state, config, &shutdown);
     tracing::info!(pools = pools.len(), "worker role running");
     shutdown.cancelled().await;
     join_pools(pools).await;
+    node.release().await;
     db.close().await;
     tracing::info!("worker role stopped");
     Ok(())

@@ -306,6 +306,25 @@ async fn a_restart_under_load_is_503s_never_500s_and_two_log_lines() {
         outage_warnings.len() <= 12,
         "an outage is a few lines, not one per request: {outage_warnings:#?}"
     );
+    let doubled: Vec<String> = node
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| {
+            [
+                "queue error: queue error",
+                "queue unavailable: queue unavailable",
+            ]
+            .iter()
+            .any(|doubled| line.contains(doubled))
+        })
+        .cloned()
+        .collect();
+    assert!(
+        doubled.is_empty(),
+        "no doubled error prefixes: {doubled:#?}"
+    );
     let errors = node.logs_at("ERROR");
     assert_eq!(
         errors.len(),

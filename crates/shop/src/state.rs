@@ -56,7 +56,7 @@ impl ShopState {
             )),
             None => Arc::new(sql_sessions),
         };
-        let ids = Arc::new(IdGenerator::new(config.node.id));
+        let ids = Arc::new(IdGenerator::new(config.node.id.unwrap_or(0)));
         let jobs = configured_queue(db.clone(), Arc::clone(&ids), Arc::new(SystemClock), config)
             .map_err(|error| ShopError::Internal(format!("job queue: {error}")))?;
         let jobs = wrap(jobs);

@@ -19,6 +19,8 @@
 //! - [`Transaction`]: a write transaction whose successful `commit` means durable (on
 //!   SQLite verified, not taken from the driver's bookkeeping).
 //! - [`Health`]: each server's up/down state, kept by a monitor task, not by requests.
+//! - [`NodeLease`]: the node id of this process, leased from PostgreSQL so that replicas
+//!   started from one template never share one.
 //! - [`Backend`]: which engine a URL names, for the few places that must know.
 //! - [`object_storage`]: the object store `[storage]` names (a local directory by
 //!   default), for bytes that do not belong in a row: claim-checked job payloads.
@@ -30,6 +32,7 @@ mod database;
 mod error;
 mod health;
 mod migrations;
+mod node_lease;
 pub mod object_storage;
 mod pool;
 #[cfg(feature = "test-support")]
@@ -40,6 +43,7 @@ pub use backend::Backend;
 pub use database::Database;
 pub use error::{StoreError, RETRY_AFTER_SECS};
 pub use health::Health;
+pub use node_lease::{NodeLease, NodeLeaseError};
 pub use object_store;
 pub use pool::Pool;
 pub use transaction::{Transaction, TxConnection};

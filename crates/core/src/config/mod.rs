@@ -161,11 +161,26 @@ impl Default for AuthConfig {
 }
 
 /// Identity of this process among its peers.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// 0–1023, unique per running process: it is part of every id this node makes.
-    pub id: u16,
+    /// `None`: leased from the database at start (PostgreSQL), 0 on SQLite. Set: exactly
+    /// this id, and on PostgreSQL a start is refused while another live node holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u16>,
+    /// How long a leased node id stays reserved after its holder stops renewing it (a
+    /// crash); the holder renews it every third of this.
+    pub lease_secs: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: None,
+            lease_secs: 30,
+        }
+    }
 }
 
 /// Log output.
@@ -469,7 +484,7 @@ impl Config {
 
     /// Checks rules that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.node.id > crate::ids::MAX_NODE_ID {
+        if self.node.id.is_some_and(|id| id > crate::ids::MAX_NODE_ID) {
             return Err(ConfigError::Rule(format!(
                 "node.id must be at most {}",
                 crate::ids::MAX_NODE_ID

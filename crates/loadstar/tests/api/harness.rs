@@ -544,7 +544,7 @@ pub fn webhook_timestamp(headers: &axum::http::HeaderMap) -> i64 {
 /// of its own, so each node can be stopped and started again alone.
 pub async fn spawn_node(config: &Config, node_id: u16, backend: Backend) -> TestApp {
     let mut config = config.clone();
-    config.node.id = node_id;
+    config.node.id = Some(node_id);
     config.data_dir = std::env::temp_dir().join(format!("loadstar-test-{}", random_suffix()));
     spawn_with_config(config, backend).await
 }
