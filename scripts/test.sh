@@ -10,7 +10,11 @@
 # LOADSTAR_TEST_REDIS_URL the Redis of the cache tests (scripts/redis.sh, unless
 # LOADSTAR_TEST_SKIP_REDIS=1).
 #
-# Extra arguments go to `cargo test`, e.g. `scripts/test.sh -p shop -- --nocapture`.
+# The tests run under cargo-nextest when it is installed (each test in its own process,
+# a hung test killed and named after 5 minutes: see .config/nextest.toml), else under
+# `cargo test`; LOADSTAR_TEST_RUNNER=cargo forces the latter. Extra arguments go to the
+# runner, e.g. `scripts/test.sh -p loadstar-shop` (nextest) or
+# `LOADSTAR_TEST_RUNNER=cargo scripts/test.sh -p loadstar-shop -- --nocapture`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -43,7 +47,11 @@ if [[ -n "${LOADSTAR_TEST_DATABASE_URL:-}" ]] && command -v psql >/dev/null 2>&1
 fi
 
 # Run, then close with one summary line over every test binary, so the last line says
-# how many tests ran in total (cargo's own last line belongs to whichever binary ran last).
+# how many tests ran in total (cargo's own last line belongs to whichever binary ran last;
+# nextest prints its own summary).
+if [[ "${LOADSTAR_TEST_RUNNER:-}" != cargo ]] && cargo nextest --version >/dev/null 2>&1; then
+    exec cargo nextest run --workspace --locked --profile "${LOADSTAR_NEXTEST_PROFILE:-default}" "$@"
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

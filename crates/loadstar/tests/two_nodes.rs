@@ -33,17 +33,13 @@ const REQUESTS_PER_PHASE: u64 = 400;
 /// How long Redis stalls every command (`CLIENT PAUSE`) in the slow phase.
 const STALL: Duration = Duration::from_millis(1500);
 
-fn environment(
-    data_dir: &str,
-    database_url: &str,
-    redis_url: &str,
-    node_id: u16,
-) -> Vec<(String, String)> {
+/// Every node from one template: node ids are leased, not configured (a node restarted
+/// after a crash gets a free one while its old one's lease runs out).
+fn environment(data_dir: &str, database_url: &str, redis_url: &str) -> Vec<(String, String)> {
     [
         ("LOADSTAR_DATA_DIR", data_dir),
         ("LOADSTAR_DATABASE__URL", database_url),
         ("LOADSTAR_CACHE__REDIS_URLS", redis_url),
-        ("LOADSTAR_NODE__ID", &node_id.to_string()),
         ("LOADSTAR_LOG__FORMAT", "json"),
         ("LOADSTAR_LOG__LEVEL", "warn,loadstar=info"),
     ]
@@ -305,11 +301,11 @@ async fn two_serve_processes_share_postgres_and_redis_and_survive_a_redis_crash(
     let data_dir = temp_data_dir();
     let data_dir = data_dir.to_str().unwrap();
     let redis_url = redis.url();
-    let env = |node_id| environment(data_dir, &database_url, &redis_url, node_id);
+    let env = || environment(data_dir, &database_url, &redis_url);
 
-    create_admin(env(1));
-    let a = Node::start("serve", &env(1));
-    let mut b = Node::start("serve", &env(2));
+    create_admin(env());
+    let a = Node::start("serve", &env());
+    let mut b = Node::start("serve", &env());
     let http = reqwest::Client::new();
 
     // A session from one node works on the other.
@@ -452,7 +448,7 @@ async fn two_serve_processes_share_postgres_and_redis_and_survive_a_redis_crash(
     // A node restarted from nothing still knows the session (Redis was emptied by the
     // crash too: the database copy serves and refills it).
     b.signal("-KILL");
-    let b = Node::start("serve", &env(2));
+    let b = Node::start("serve", &env());
     assert_eq!(profile(&b).await.unwrap().status(), 200);
     let _ = std::fs::remove_dir_all(data_dir);
 }
