@@ -107,6 +107,9 @@ impl Activity {
     /// A request head was read and handed to the service; the connection is busy until
     /// the returned guard drops (with the response body, once written).
     pub(crate) fn request_started(self: &Arc<Self>, multiplexed: bool) -> InFlight {
+        // hyper reads a next request only after draining an unread body: a body left
+        // unread earlier no longer needs a lingering close.
+        self.body_left_unread.store(false, Ordering::Relaxed);
         let mut state = self.state();
         state.in_flight += 1;
         state.multiplexed |= multiplexed;
@@ -241,10 +244,17 @@ mod tests {
     }
 
     #[test]
-    fn an_unread_body_is_remembered_for_the_close() {
+    fn an_unread_body_is_remembered_for_the_close_until_a_next_request_starts() {
         let activity = Activity::new(Instant::now());
         assert!(!activity.body_left_unread());
+        let request = activity.request_started(false);
         activity.note_body_left_unread();
+        drop(request);
         assert!(activity.body_left_unread());
+        let _next = activity.request_started(false);
+        assert!(
+            !activity.body_left_unread(),
+            "hyper drained the body before reading the next request"
+        );
     }
 }
