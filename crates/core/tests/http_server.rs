@@ -108,9 +108,10 @@ async fn a_head_trickled_a_byte_at_a_time_is_cut_at_the_header_timeout() {
                 return;
             }
             // The client's pace, not a wait for work.
-            match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buffer)).await {
-                Ok(Ok(0) | Err(_)) => return,
-                Ok(Ok(_)) | Err(_) => {}
+            let read =
+                tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buffer)).await;
+            if let Ok(Ok(0) | Err(_)) = read {
+                return;
             }
         }
     })

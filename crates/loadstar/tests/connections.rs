@@ -73,9 +73,9 @@ async fn slow_header_connection(mut stream: TcpStream) -> Ending {
     let mut buffer = [0u8; 1024];
     while tokio::time::Instant::now() < until {
         // The pace of this client is what is under test, not a wait for work.
-        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buffer)).await {
-            Ok(Ok(0) | Err(_)) => return Ending::ClosedByServer,
-            Ok(Ok(_)) | Err(_) => {}
+        let read = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buffer)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            return Ending::ClosedByServer;
         }
         if stream.write_all(b"a").await.is_err() {
             return Ending::ClosedByServer;
