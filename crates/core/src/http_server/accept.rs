@@ -46,8 +46,14 @@ fn is_client_side(error: &io::Error) -> bool {
 }
 
 /// Whether `error` means open files ran out (for this process or the whole system).
+#[cfg(unix)]
 fn is_out_of_files(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+#[cfg(not(unix))]
+fn is_out_of_files(_error: &io::Error) -> bool {
+    false
 }
 
 /// Logs failing accepts at most once per [`LOG_INTERVAL`], counting the ones it left out.
@@ -95,7 +101,7 @@ impl FailureLog {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

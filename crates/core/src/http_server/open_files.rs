@@ -16,6 +16,7 @@ pub struct OpenFilesLimit {
 
 /// Raises the soft open-files limit to the hard one and logs both. Never fails: a limit
 /// that cannot be read or raised is logged and the process goes on with what it has.
+#[cfg(unix)]
 pub fn raise_to_hard_limit() -> Option<OpenFilesLimit> {
     let (soft_at_start, hard) = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
         Ok(limits) => limits,
@@ -47,4 +48,10 @@ pub fn raise_to_hard_limit() -> Option<OpenFilesLimit> {
         soft,
         hard,
     })
+}
+
+/// Elsewhere there is no such limit to raise.
+#[cfg(not(unix))]
+pub fn raise_to_hard_limit() -> Option<OpenFilesLimit> {
+    None
 }
