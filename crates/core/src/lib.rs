@@ -16,11 +16,15 @@
 //! - [`telemetry`] and [`request_telemetry`]: structured logs (JSON off a terminal), one
 //!   access-log line per request, and Prometheus metrics labelled by route template.
 //! - [`shutdown`]: one cancellation token tied to SIGINT/SIGTERM.
+//! - [`http_server`]: the listener every server shares (api now, gateway next): hyper
+//!   behind a tower service, with header and keep-alive timeouts, lingering close,
+//!   accept-error back-off, the open-files limit and graceful shutdown.
 //! - [`circuit_breaker`]: stop calling a dependency that keeps failing.
 //! - `test_support` (feature `test-support`): waiting in tests by polling with a deadline.
 
 pub mod circuit_breaker;
 pub mod config;
+pub mod http_server;
 pub mod ids;
 pub mod json_body;
 pub mod pagination;

@@ -1,6 +1,5 @@
 //! The api role: build once, then run until stopped.
 
-use crate::hard_stop::HardStopListener;
 use crate::ops_routes;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -8,6 +7,7 @@ use axum::http::StatusCode;
 use axum::middleware::from_fn;
 use axum::Router;
 use loadstar_core::config::Config;
+use loadstar_core::http_server::{self, ConnectionLimits};
 use loadstar_core::{request_context, request_telemetry, Problem};
 use loadstar_jobs::WorkerPool;
 use loadstar_shop::ShopState;
@@ -55,8 +55,7 @@ impl Application {
             loadstar_shop::router(state.clone()).merge(ops_routes::router(db.clone())),
             config,
         );
-        let listener = TcpListener::bind(config.server.listen)
-            .await
+        let listener = http_server::bind(config.server.listen)
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         Ok(Self {
             listener,
@@ -125,25 +124,16 @@ impl Application {
             docs = %format!("http://{address}/docs"),
             "listening on http://{address}; API docs at http://{address}/docs"
         );
-        // Past the grace period, open connections are cut, not merely forgotten: axum runs
-        // each connection in its own task, which would otherwise outlive this function
-        // (and the database) for as long as the process does.
-        let hard_stop = CancellationToken::new();
-        let _cut_connections_on_return = hard_stop.clone().drop_guard();
-        let listener = HardStopListener::new(listener, hard_stop.clone());
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let deadline = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            result = server => result.context("http server failed")?,
-            () = deadline => {
-                tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; dropping open connections");
-                hard_stop.cancel();
-            }
-        }
+        // Past the grace period the server cuts the connections still open, so none
+        // outlives this function (and the database).
+        http_server::serve(
+            listener,
+            router,
+            ConnectionLimits::from_config(&config.server),
+            shutdown,
+            grace,
+        )
+        .await;
         crate::worker_role::join_pools(workers).await;
         // The last write-back, now that no request counts views any more.
         stop_flusher.cancel();

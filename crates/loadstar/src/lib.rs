@@ -6,7 +6,6 @@
 //! over a real socket, exactly as `loadstar serve` does.
 
 pub mod application;
-pub mod hard_stop;
 pub mod ops_routes;
 pub mod shop_state;
 pub mod worker_role;

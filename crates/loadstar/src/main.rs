@@ -121,6 +121,9 @@ async fn open_migrated_database(config: &Config) -> anyhow::Result<Database> {
 }
 
 async fn run_api(config: &Config, with_workers: bool) -> anyhow::Result<()> {
+    // Every connection is a file; the common soft limit of 1,024 would cap the node far
+    // below what it can serve.
+    loadstar_core::http_server::open_files::raise_to_hard_limit();
     let mut application = Application::build(config).await?;
     if with_workers {
         application = application.with_workers();

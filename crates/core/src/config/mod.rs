@@ -72,6 +72,21 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// On SIGTERM, in-flight requests get this long to finish.
     pub shutdown_grace_secs: u64,
+    /// A connection must deliver a complete request head within this long of opening, or
+    /// of its first byte after an idle keep-alive wait; otherwise it is closed. Bounds
+    /// what slow and silent clients can hold.
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight and no byte of a next one is
+    /// closed after this long (HTTP/2: no open stream; pings do not count).
+    pub keepalive_timeout_ms: u64,
+    /// After answering a request whose body it did not read (a 413), the server keeps
+    /// reading and discarding for up to this long before closing, so that a client still
+    /// writing its body gets to read the answer instead of a reset.
+    pub linger_time_ms: u64,
+    /// Lingering stops early when the client sends nothing for this long.
+    pub linger_read_timeout_ms: u64,
+    /// Lingering stops early after discarding this many bytes.
+    pub linger_max_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +96,11 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            header_read_timeout_ms: 10_000,
+            keepalive_timeout_ms: 75_000,
+            linger_time_ms: 30_000,
+            linger_read_timeout_ms: 5_000,
+            linger_max_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -530,6 +550,12 @@ impl Config {
         if self.server.body_limit_bytes == 0 {
             return Err(ConfigError::Rule(
                 "server.body_limit_bytes must be at least 1".to_owned(),
+            ));
+        }
+        if self.server.header_read_timeout_ms == 0 || self.server.keepalive_timeout_ms == 0 {
+            return Err(ConfigError::Rule(
+                "server.header_read_timeout_ms and server.keepalive_timeout_ms must be at least 1"
+                    .to_owned(),
             ));
         }
         Ok(())

@@ -10,6 +10,7 @@ mod alerts;
 mod api_keys;
 mod cache;
 mod claim_check;
+mod connections;
 mod contract;
 mod errors;
 mod ops;

@@ -20,13 +20,29 @@ pub fn temp_data_dir() -> PathBuf {
 /// A `loadstar` command with a clean `LOADSTAR_` environment and cheap password hashing.
 pub fn loadstar(args: &[&str]) -> Command {
     let mut command = Command::new(BINARY);
+    command.args(args);
+    with_clean_environment(command)
+}
+
+/// Like [`loadstar`], run through `sh` with the open-files limit (soft and hard) lowered
+/// to `limit`: a process that cannot raise it, like one started from a tight shell.
+pub fn loadstar_with_open_files_limit(limit: u64, args: &[&str]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(BINARY)
+        .args(args);
+    with_clean_environment(command)
+}
+
+fn with_clean_environment(mut command: Command) -> Command {
     for (key, _) in std::env::vars() {
         if key.starts_with("LOADSTAR_") {
             command.env_remove(key);
         }
     }
     command
-        .args(args)
         .env("LOADSTAR_AUTH__ARGON2_MEMORY_KIB", "1024")
         .env("LOADSTAR_AUTH__ARGON2_ITERATIONS", "1");
     command
@@ -93,25 +109,54 @@ impl Node {
             env.iter()
                 .map(|(key, value)| (key.as_ref(), value.as_ref())),
         );
+        let started = Self::start_command(command);
+        let lines = started.lines;
+        // Keep draining the log so the child never blocks on a full pipe.
+        let kept = started.node.logs.clone();
+        std::thread::spawn(move || {
+            while let Ok(line) = lines.recv() {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        started.node
+    }
+
+    /// Starts `command` (a serving role on `--listen 127.0.0.1:0`, JSON logs) and waits
+    /// until it listens.
+    pub fn start_command(mut command: Command) -> StartedNode {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let lines = stdout_lines(&mut child);
-        let url = wait_for_log(&lines, "listening on", Duration::from_secs(30))["url"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        // Keep draining the log so the child never blocks on a full pipe.
-        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let kept = logs.clone();
-        std::thread::spawn(move || {
-            while let Ok(line) = lines.recv() {
-                kept.lock().unwrap().push(line);
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut startup_log = Vec::new();
+        let url = loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the node did not log \"listening on\" in time"));
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if entry["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("listening on"))
+            {
+                break entry["url"].as_str().unwrap().to_owned();
             }
-        });
-        Self { child, url, logs }
+            startup_log.push(entry);
+        };
+        StartedNode {
+            node: Self {
+                child,
+                url,
+                logs: Default::default(),
+            },
+            startup_log,
+            lines,
+        }
     }
 
     pub fn signal(&mut self, name: &str) {
@@ -145,6 +190,16 @@ impl Node {
             .cloned()
             .collect()
     }
+}
+
+/// A node just started with [`Node::start_command`].
+pub struct StartedNode {
+    pub node: Node,
+    /// The JSON log lines written before "listening on".
+    pub startup_log: Vec<Value>,
+    /// The log lines from there on, for the test to read (they queue up unread without
+    /// blocking the child).
+    pub lines: mpsc::Receiver<String>,
 }
 
 impl Drop for Node {
