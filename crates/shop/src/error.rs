@@ -37,6 +37,10 @@ pub enum ShopError {
         detail: String,
         errors: Vec<FieldError>,
     },
+    /// This node is at its bound for this kind of work (password hashing); retrying after
+    /// `retry_after_secs` is worth it. Refused at once, so it costs the node nothing.
+    #[error("overloaded")]
+    Overloaded { retry_after_secs: u64 },
     /// A dependency is down or saturated; worth retrying.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -99,6 +103,12 @@ impl ShopError {
             )
             .with_detail(detail.clone())
             .with_errors(errors.clone()),
+            ShopError::Overloaded { .. } => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Server busy")
+                    .with_detail(
+                        "too many requests of this kind at once; retry after the Retry-After delay",
+                    )
+            }
             ShopError::Unavailable(_) => {
                 Problem::unavailable("a dependency is temporarily unavailable; retry later")
             }
@@ -117,11 +127,20 @@ impl IntoResponse for ShopError {
             _ => {}
         }
         let mut response = self.to_problem().into_response();
-        if matches!(self, ShopError::Unauthenticated(_)) {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+        match self {
+            ShopError::Unauthenticated(_) => {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            ShopError::Overloaded { retry_after_secs } => {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_after_secs),
+                );
+            }
+            _ => {}
         }
         response
     }
