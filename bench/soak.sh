@@ -12,6 +12,7 @@
 #   BACKEND=postgres bench/soak.sh                  # scratch database on 127.0.0.1
 #   BACKEND=rabbitmq bench/soak.sh                  # jobs on RabbitMQ, ledger on PostgreSQL
 #   BIN=/path/to/loadstar bench/soak.sh             # another build of the server
+#   READ_CONNECTIONS=0 ORDER_RATE=400 bench/soak.sh # orders only: the pipeline's own ceiling
 #
 # Loopback only; every process it starts is stopped and its scratch data removed.
 set -euo pipefail
@@ -105,8 +106,12 @@ backlog() {
 }
 rss_mib() { awk '$1 == "VmRSS:" { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
 
-wrk -t"$THREADS" -c"$READ_CONNECTIONS" -d"${SOAK_SECS}s" --latency "$B/v1/products/$READ_PRODUCT" >"$WORK/wrk.out" &
-WRK_PID=$!
+if ((READ_CONNECTIONS > 0)); then
+    wrk -t"$THREADS" -c"$READ_CONNECTIONS" -d"${SOAK_SECS}s" --latency "$B/v1/products/$READ_PRODUCT" >"$WORK/wrk.out" &
+    WRK_PID=$!
+else
+    : >"$WORK/wrk.out" # orders only
+fi
 LOADSTAR_BENCH_TOKEN="$BUYER" "$LOADTEST" orders --url "$B" --user-id "$BUYER_ID" \
     --product-id "$ORDER_PRODUCT" --rate "$ORDER_RATE" --duration-secs "$SOAK_SECS" >"$WORK/orders.out" &
 ORDERS_PID=$!
@@ -115,15 +120,17 @@ mkdir -p bench/results
 SAMPLES="bench/results/soak-$BACKEND-$(date -u +%Y-%m-%dT%H%M%SZ).tsv"
 printf 'seconds\trss_mib\tpayments_backlog\tevents_backlog\n' >"$SAMPLES"
 started=$(date +%s)
-while kill -0 "$ORDERS_PID" 2>/dev/null || kill -0 "$WRK_PID" 2>/dev/null; do
+while kill -0 "$ORDERS_PID" 2>/dev/null || { [[ -n "$WRK_PID" ]] && kill -0 "$WRK_PID" 2>/dev/null; }; do
     printf '%s\t%s\t%s\t%s\n' "$(($(date +%s) - started))" "$(rss_mib)" \
         "$(backlog payments)" "$(backlog events)" >>"$SAMPLES"
     sleep "$SAMPLE_SECS"
 done
-wait "$WRK_PID" "$ORDERS_PID" || true
+wait $WRK_PID "$ORDERS_PID" || true
 WRK_PID="" ORDERS_PID=""
 printf '%s\t%s\t%s\t%s\n' "$(($(date +%s) - started))" "$(rss_mib)" \
     "$(backlog payments)" "$(backlog events)" >>"$SAMPLES"
+# Where the workers' time went: one scrape, after the load (the soak itself never scrapes).
+curl -s "$B/metrics" >"$WORK/metrics"
 
 echo
 echo "soak: $BACKEND, ${SOAK_SECS} s, reads wrk -t$THREADS -c$READ_CONNECTIONS, $ORDER_RATE orders/s offered, $(nproc) cores, $(date -u +%Y-%m-%d), $BIN"
@@ -134,5 +141,13 @@ echo
 echo "| s | RSS MiB | payments backlog | events backlog |"
 echo "|---|---|---|---|"
 tail -n +2 "$SAMPLES" | awk -F'\t' '{ printf "| %s | %s | %s | %s |\n", $1, $2, $3, $4 }'
+echo
+echo "| job kind | completed | mean run | run-seconds (slot time) |"
+echo "|---|---|---|---|"
+awk '
+    /^job_run_seconds_sum\{/ { match($0, /kind="[^"]+"/); kind = substr($0, RSTART + 6, RLENGTH - 7); sum[kind] = $NF }
+    /^job_run_seconds_count\{/ { match($0, /kind="[^"]+"/); kind = substr($0, RSTART + 6, RLENGTH - 7); count[kind] = $NF }
+    END { for (kind in count) if (count[kind] > 0) printf "| %s | %d | %.2f ms | %.0f s |\n", kind, count[kind], 1000 * sum[kind] / count[kind], sum[kind] }
+' "$WORK/metrics" | sort
 echo
 echo "samples: $SAMPLES"
