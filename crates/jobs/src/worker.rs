@@ -5,7 +5,9 @@
 //! its lease runs down). When a job finishes it fetches again only once at least half its
 //! slots are free, so a busy pool takes its backlog in batches instead of one round trip
 //! per finished job; a wake-up from the backend or the poll timer fetches for any free
-//! slot, so new work never waits for a busy pool to half empty. It renews each lease at a
+//! slot, so new work never waits for a busy pool to half empty. A fetch round asks each of
+//! its queues in turn until the free slots are filled, so queues with nothing due cost a
+//! round trip each, never a poll interval. It renews each lease at a
 //! third of its length while the handler runs, and acknowledges only after the handler
 //! succeeded. On shutdown it stops fetching, lets running handlers finish within the grace
 //! period, and abandons the rest: their leases expire and another worker takes them, so
@@ -138,7 +140,7 @@ impl WorkerPool {
         let slots = Arc::new(Semaphore::new(pool.settings.concurrency));
         let mut running = JoinSet::new();
         tracing::info!(pool = %pool.settings.name, worker = %pool.worker_id, queues = ?pool.settings.queues, concurrency = pool.settings.concurrency, "worker pool started");
-        let mut next_queue = 0;
+        let mut next_queue: usize = 0;
         let mut wake_ups = pool.queue.subscribe();
         let batch = pool.settings.concurrency.div_ceil(2).max(1);
         // True on start and after a wake-up or a poll tick: then any free slot is worth a
@@ -152,39 +154,51 @@ impl WorkerPool {
             let mut fetched = 0;
             let worth_fetching = free > 0 && (free >= batch || running.is_empty() || any_free_slot);
             any_free_slot = false;
-            if worth_fetching && !pool.settings.queues.is_empty() {
-                let queue_name = &pool.settings.queues[next_queue % pool.settings.queues.len()];
-                next_queue += 1;
-                match pool
-                    .queue
-                    .fetch(
-                        queue_name,
-                        &pool.worker_id,
-                        pool.settings.lease,
-                        free as u32,
-                    )
-                    .await
-                {
-                    Ok(jobs) => {
-                        if let Some(since) = failing_since.take() {
-                            tracing::info!(pool = %pool.settings.name, failed_for_ms = since.elapsed().as_millis() as u64, "fetching jobs works again");
-                        }
-                        fetched = jobs.len();
-                        for job in jobs {
-                            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-                                break;
-                            };
-                            let pool = Arc::clone(&pool);
-                            running.spawn(async move {
-                                pool.run_one(job).await;
-                                drop(permit);
-                            });
-                        }
+            if worth_fetching {
+                // One round: each queue in turn (starting one further each round, so no
+                // queue is always asked first) until the free slots are filled. A queue
+                // with nothing due passes the turn on at once; the pool waits only when a
+                // whole round found nothing.
+                let queues = pool.settings.queues.len();
+                let first = next_queue;
+                next_queue = next_queue.wrapping_add(1);
+                for turn in 0..queues {
+                    let free = slots.available_permits();
+                    if free == 0 {
+                        break;
                     }
-                    Err(error) => {
-                        if failing_since.is_none() {
-                            failing_since = Some(std::time::Instant::now());
-                            tracing::warn!(pool = %pool.settings.name, error = %error, "fetching jobs fails; polling on until it works");
+                    let queue_name = &pool.settings.queues[first.wrapping_add(turn) % queues];
+                    match pool
+                        .queue
+                        .fetch(
+                            queue_name,
+                            &pool.worker_id,
+                            pool.settings.lease,
+                            free as u32,
+                        )
+                        .await
+                    {
+                        Ok(jobs) => {
+                            if let Some(since) = failing_since.take() {
+                                tracing::info!(pool = %pool.settings.name, failed_for_ms = since.elapsed().as_millis() as u64, "fetching jobs works again");
+                            }
+                            fetched += jobs.len();
+                            for job in jobs {
+                                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                                    break;
+                                };
+                                let pool = Arc::clone(&pool);
+                                running.spawn(async move {
+                                    pool.run_one(job).await;
+                                    drop(permit);
+                                });
+                            }
+                        }
+                        Err(error) => {
+                            if failing_since.is_none() {
+                                failing_since = Some(std::time::Instant::now());
+                                tracing::warn!(pool = %pool.settings.name, queue = %queue_name, error = %error, "fetching jobs fails; polling on until it works");
+                            }
                         }
                     }
                 }

@@ -239,6 +239,46 @@ async fn an_idle_pool_starts_a_new_job_at_once_when_the_backend_pushes_wake_ups(
     running.await.unwrap().unwrap();
 }
 
+async fn a_pool_on_several_queues_passes_over_empty_ones_without_waiting_out_its_poll(
+    queue: Arc<dyn JobQueue>,
+) {
+    for n in 0..40 {
+        queue
+            .enqueue(NewJob::new("default", "count", vec![n]))
+            .await
+            .unwrap();
+    }
+    let recorder = Arc::new(Recorder::default());
+    let shutdown = CancellationToken::new();
+    let pool = WorkerPool::new(
+        Arc::clone(&queue),
+        PoolSettings {
+            queues: vec![
+                "empty-a".to_owned(),
+                "empty-b".to_owned(),
+                "default".to_owned(),
+            ],
+            // Far longer than the deadline: a pool that waits for its poll timer after
+            // asking an empty queue never gets to the jobs in time.
+            poll_interval: Duration::from_secs(3600),
+            ..settings()
+        },
+    )
+    .handle("count", recorder.clone(), RetryPolicy::default());
+    let running = tokio::spawn(pool.run(shutdown.clone()));
+
+    eventually("all jobs completed", || async {
+        let counts = queue.counts().await.unwrap();
+        counts
+            .iter()
+            .any(|c| c.queue == "default" && c.completed == 40)
+    })
+    .await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(recorder.handled.lock().unwrap().len(), 40);
+}
+
 /// Runs the cases on SQLite, PostgreSQL and RabbitMQ.
 macro_rules! on_every_backend {
     ($($case:ident),+ $(,)?) => {
@@ -253,4 +293,5 @@ on_every_backend!(
     a_job_of_an_unknown_kind_ends_in_the_error_queue_not_in_a_loop,
     shutdown_lets_a_running_job_finish_before_the_pool_stops,
     an_idle_pool_starts_a_new_job_at_once_when_the_backend_pushes_wake_ups,
+    a_pool_on_several_queues_passes_over_empty_ones_without_waiting_out_its_poll,
 );

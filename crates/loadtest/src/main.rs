@@ -6,12 +6,16 @@
 //! queue, enqueue-to-start latency at a steady rate) and prints one Markdown table row.
 //! A backend enters through [`backends::open`], which turns a name into a
 //! [`bench_target::BenchTarget`] around any `Arc<dyn JobQueue>`.
+//!
+//! `loadstar-loadtest orders --url … --rate N` places orders through a running api at a
+//! steady rate ([`orders_load`]), for the soak benchmark (`bench/soak.sh`).
 
 mod backends;
 mod bench_target;
 mod counting_queue;
 mod jobs_benchmark;
 mod latency;
+mod orders_load;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +39,30 @@ enum Command {
     Jobs(JobsArgs),
     /// Prints the header of the rows `jobs` prints.
     JobsHeader,
+    /// Orders through a running api at a steady rate; prints one summary line.
+    Orders(OrdersArgs),
+}
+
+#[derive(clap::Args)]
+struct OrdersArgs {
+    /// Base URL of the api.
+    #[arg(long)]
+    url: String,
+    /// Session token of the buyer.
+    #[arg(long, env = "LOADSTAR_BENCH_TOKEN")]
+    token: String,
+    #[arg(long)]
+    user_id: String,
+    #[arg(long)]
+    product_id: String,
+    /// Orders started per second.
+    #[arg(long, default_value_t = 100)]
+    rate: u32,
+    #[arg(long, default_value_t = 60)]
+    duration_secs: u64,
+    /// Most requests in flight at once; a tick with none free is skipped (and counted).
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
 }
 
 #[derive(clap::Args)]
@@ -85,6 +113,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::JobsHeader => println!("{}", report::MARKDOWN_HEADER),
+        Command::Orders(args) => {
+            let settings = orders_load::OrdersLoadSettings {
+                url: args.url,
+                token: args.token,
+                user_id: args.user_id,
+                product_id: args.product_id,
+                rate: args.rate,
+                duration: Duration::from_secs(args.duration_secs),
+                max_in_flight: args.max_in_flight,
+            };
+            println!("{}", orders_load::run(&settings).await?.summary());
+        }
         Command::Jobs(args) => {
             let scratch =
                 std::env::temp_dir().join(format!("loadstar-loadtest-{}", std::process::id()));

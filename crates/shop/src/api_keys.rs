@@ -71,6 +71,7 @@ pub struct ApiKeyList {
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "wrong email or password", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "too many live keys", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "password work is at its bound (too many logins or sign-ups at once); retry after Retry-After seconds", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "seconds to wait before retrying"))),
     )
 )]
 pub async fn issue(

@@ -37,6 +37,10 @@ pub enum ShopError {
         detail: String,
         errors: Vec<FieldError>,
     },
+    /// This node is at its bound for this kind of work (password hashing); retrying after
+    /// `retry_after_secs` is worth it. Refused at once, so it costs the node nothing.
+    #[error("overloaded")]
+    Overloaded { retry_after_secs: u64 },
     /// A dependency is down or saturated; worth retrying.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -121,6 +125,13 @@ impl ShopError {
             )
             .with_detail(detail.clone())
             .with_errors(errors.clone()),
+            ShopError::Overloaded { retry_after_secs } => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Server busy")
+                    .with_detail(
+                        "too many requests of this kind at once; retry after the Retry-After delay",
+                    )
+                    .with_retry_after(u32::try_from(*retry_after_secs).unwrap_or(u32::MAX))
+            }
             ShopError::Unavailable(_) | ShopError::DatabaseDown => {
                 Problem::unavailable("a dependency is temporarily unavailable; retry later")
             }

@@ -52,6 +52,7 @@ pub async fn check_password(state: &ShopState, email: &str, password: &str) -> S
         (status = 201, body = SessionCreated),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "wrong email or password", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "password work is at its bound (too many logins or sign-ups at once); retry after Retry-After seconds", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "seconds to wait before retrying"))),
     )
 )]
 pub async fn create_session(

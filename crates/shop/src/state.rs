@@ -1,6 +1,8 @@
 //! What every shop handler shares.
 
-use crate::auth::{PasswordHasher, RedisSessionStore, SessionStore, SqlSessionStore};
+use crate::auth::{
+    PasswordHasher, PasswordWorkLimits, RedisSessionStore, SessionStore, SqlSessionStore,
+};
 use crate::caching::ShopCaches;
 use crate::error::ShopError;
 use loadstar_core::config::{Config, JobsConfig};
@@ -68,6 +70,11 @@ impl ShopState {
             passwords: PasswordHasher::new(
                 config.auth.argon2_memory_kib,
                 config.auth.argon2_iterations,
+                PasswordWorkLimits::new(
+                    config.auth.password_hash_concurrency,
+                    config.auth.password_hash_queue,
+                    Duration::from_millis(config.auth.password_hash_queue_wait_ms),
+                ),
             )?,
             session_ttl: Duration::from_secs(config.auth.session_ttl_secs),
             sessions,

@@ -168,6 +168,15 @@ pub struct AuthConfig {
     pub argon2_memory_kib: u32,
     /// Argon2id passes over memory.
     pub argon2_iterations: u32,
+    /// Password hashes computed at once in this process (0: one per core). Each holds
+    /// `argon2_memory_kib` for its whole run, so this bounds the memory password work
+    /// takes, however many logins arrive.
+    pub password_hash_concurrency: usize,
+    /// Requests that may wait for a free hashing slot; beyond that they are answered 503
+    /// with `Retry-After` at once.
+    pub password_hash_queue: usize,
+    /// Longest wait for a hashing slot before the answer is 503 with `Retry-After`.
+    pub password_hash_queue_wait_ms: u64,
 }
 
 impl Default for AuthConfig {
@@ -176,6 +185,9 @@ impl Default for AuthConfig {
             session_ttl_secs: 24 * 60 * 60,
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
+            password_hash_concurrency: 0,
+            password_hash_queue: 32,
+            password_hash_queue_wait_ms: 1_000,
         }
     }
 }

@@ -261,7 +261,30 @@ async fn a_problem_has_exactly_the_documented_fields(app: TestApp) {
     }
 }
 
+/// Every operation that hashes or verifies a password may be refused when password work is
+/// at its bound: its 503 and `Retry-After` are in the document clients generate code from.
+async fn password_operations_document_their_503_with_retry_after(app: TestApp) {
+    let document: Value = app.get("/v1/openapi.json").await.json().await.unwrap();
+    for (path, method) in [
+        ("/v1/sessions", "post"),
+        ("/v1/users", "post"),
+        ("/v1/users/{userId}", "patch"),
+        ("/v1/api-keys", "post"),
+    ] {
+        let unavailable = &document["paths"][path][method]["responses"]["503"];
+        assert!(
+            unavailable["headers"]["Retry-After"].is_object(),
+            "{method} {path}: 503 with Retry-After is not documented: {unavailable}"
+        );
+        assert!(
+            unavailable["content"]["application/problem+json"].is_object(),
+            "{method} {path}: {unavailable}"
+        );
+    }
+}
+
 on_every_backend!(
+    password_operations_document_their_503_with_retry_after,
     every_user_response_has_exactly_the_documented_fields,
     a_session_has_exactly_the_documented_fields,
     an_issued_api_key_has_exactly_the_documented_fields,

@@ -15,6 +15,7 @@ mod contract;
 mod errors;
 mod ops;
 mod orders;
+mod password_work;
 mod pipeline;
 mod product_imports;
 mod products;

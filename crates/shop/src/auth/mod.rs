@@ -6,6 +6,7 @@
 //! replayed, and a hash per request costs microseconds where Argon2 would cost
 //! milliseconds (Argon2id is for low-entropy passwords only).
 
+pub mod password_work;
 pub mod passwords;
 pub mod principal;
 pub mod redis_session_store;
@@ -13,6 +14,7 @@ pub mod session_store;
 pub mod sql_session_store;
 pub mod tokens;
 
+pub use password_work::{PasswordWork, PasswordWorkLimits};
 pub use passwords::PasswordHasher;
 pub use principal::{Principal, Role};
 pub use redis_session_store::RedisSessionStore;

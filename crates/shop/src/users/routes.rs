@@ -22,6 +22,7 @@ use serde::Deserialize;
         (status = 201, description = "account created", body = User),
         (status = 400, description = "invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "email already registered", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "password work is at its bound (too many logins or sign-ups at once); retry after Retry-After seconds", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "seconds to wait before retrying"))),
     )
 )]
 pub async fn create_user(
@@ -104,6 +105,7 @@ where
         (status = 403, description = "role change by a non-admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "email already registered", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "password work is at its bound (too many logins or sign-ups at once); retry after Retry-After seconds", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "seconds to wait before retrying"))),
     )
 )]
 pub async fn patch_user(
