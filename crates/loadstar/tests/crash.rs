@@ -20,7 +20,6 @@ use process::{
 use serde_json::{json, Value};
 use std::process::{Child, Stdio};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const ORDERS: usize = 24;
 const KILLS: usize = 5;
@@ -102,16 +101,7 @@ async fn orders_are_paid_exactly_once_while_rabbitmq_workers_are_killed_mid_job(
 /// `queue_env` selects the queue backend (nothing: the database's own).
 async fn kill_workers_mid_job(queue_env: Vec<(String, String)>) {
     // The external provider: slow enough that kills land while charges are in flight.
-    let simulator = loadstar_sim::PaymentSimulator::build(&loadstar_sim::SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        latency_ms: 150,
-        ..loadstar_sim::SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let payments_url = format!("http://{}", simulator.local_addr().unwrap());
-    let stop_simulator = CancellationToken::new();
-    tokio::spawn(simulator.run_until_stopped(stop_simulator.clone()));
+    let (payments_url, stop_simulator) = process::start_payment_simulator(150).await;
 
     let data_dir = temp_data_dir();
     let database_url = loadstar_store::test_support::fresh_postgres_url()

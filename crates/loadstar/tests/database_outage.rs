@@ -390,16 +390,7 @@ async fn a_job_outcome_lost_to_an_outage_is_recorded_when_the_database_returns()
         return;
     };
     // A provider slow enough that the database can go down while a charge is under way.
-    let simulator = loadstar_sim::PaymentSimulator::build(&loadstar_sim::SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        latency_ms: 1_500,
-        ..loadstar_sim::SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let payments_url = format!("http://{}", simulator.local_addr().unwrap());
-    let stop_simulator = CancellationToken::new();
-    tokio::spawn(simulator.run_until_stopped(stop_simulator.clone()));
+    let (payments_url, stop_simulator) = process::start_payment_simulator(1_500).await;
     let stats = |field: &'static str| {
         let (http, url) = (Client::new(), payments_url.clone());
         async move {

@@ -350,3 +350,21 @@ pub async fn create_product(
     let product: Value = response.json().await.unwrap();
     product["id"].as_str().unwrap().to_owned()
 }
+
+/// The payment provider simulator in this test process, each charge taking `latency_ms`:
+/// its base URL, and the token that stops it.
+pub async fn start_payment_simulator(
+    latency_ms: u64,
+) -> (String, tokio_util::sync::CancellationToken) {
+    let simulator = loadstar_sim::PaymentSimulator::build(&loadstar_sim::SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        latency_ms,
+        ..loadstar_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}", simulator.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(simulator.run_until_stopped(stop.clone()));
+    (url, stop)
+}
