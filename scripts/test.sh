@@ -50,7 +50,9 @@ fi
 # how many tests ran in total (cargo's own last line belongs to whichever binary ran last;
 # nextest prints its own summary).
 if [[ "${LOADSTAR_TEST_RUNNER:-}" != cargo ]] && cargo nextest --version >/dev/null 2>&1; then
-    exec cargo nextest run --workspace --locked --profile "${LOADSTAR_NEXTEST_PROFILE:-default}" "$@"
+    # The profile comes from NEXTEST_PROFILE (CI: `ci`); not a LOADSTAR_ variable, which
+    # the configuration would read as a key.
+    exec cargo nextest run --workspace --locked "$@"
 fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
