@@ -16,8 +16,8 @@ use loadstar_core::test_support::poll_until;
 use loadstar_store::sql::{query, AssertSqlSafe, Row};
 use loadstar_store::Database;
 use process::{
-    admin_token, create_admin, create_product, login, sign_up_buyer, skewed_clock,
-    temp_data_dir, Node, Worker, BUYER_EMAIL, BUYER_PASSWORD,
+    admin_token, create_admin, create_product, login, sign_up_buyer, skewed_clock, temp_data_dir,
+    Node, Worker, BUYER_EMAIL, BUYER_PASSWORD,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -33,6 +33,16 @@ async fn a_worker_a_minute_ahead_takes_no_job_from_a_worker_on_the_true_clock() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_a_minute_behind_loses_no_job_and_still_takes_its_share() {
     two_workers_one_skewed_by("-60s").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_lives_as_long_on_an_api_node_a_minute_ahead_as_on_the_others() {
+    sessions_across_nodes_one_skewed_by("+60s").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_lives_as_long_on_an_api_node_a_minute_behind_as_on_the_others() {
+    sessions_across_nodes_one_skewed_by("-60s").await;
 }
 
 /// Environment shared by the api and both workers.
@@ -185,7 +195,10 @@ async fn two_workers_one_skewed_by(offset: &str) {
     );
     eprintln!("{summary}");
 
-    assert_eq!(stats["charges"], ORDERS, "each order charged once: {summary}");
+    assert_eq!(
+        stats["charges"], ORDERS,
+        "each order charged once: {summary}"
+    );
     assert_eq!(leases_taken, 0, "no live lease was taken: {summary}");
     assert_eq!(lost_leases, [0, 0], "no worker lost a lease: {summary}");
     assert!(
@@ -205,5 +218,74 @@ async fn two_workers_one_skewed_by(offset: &str) {
     drop((api, on_time, skewed));
     stop_simulator.cancel();
     db.close().await;
+    std::fs::remove_dir_all(&data_dir).ok();
+}
+
+/// Sessions in the database alone, then (with `LOADSTAR_TEST_REDIS_URL`) in Redis in
+/// front of it.
+async fn sessions_across_nodes_one_skewed_by(offset: &str) {
+    sessions_across_two_api_nodes(offset, None).await;
+    match std::env::var("LOADSTAR_TEST_REDIS_URL") {
+        Ok(redis_url) => sessions_across_two_api_nodes(offset, Some(&redis_url)).await,
+        Err(_) => eprintln!("LOADSTAR_TEST_REDIS_URL is not set: Redis session variant not run"),
+    }
+}
+
+/// Two api nodes on one PostgreSQL database (and `redis_url`, if any), the second with its
+/// clock `offset` off, and sessions that last 30 s: a login on either node is accepted by
+/// both.
+async fn sessions_across_two_api_nodes(offset: &str, redis_url: Option<&str>) {
+    let Some(skew) = skewed_clock(offset) else {
+        eprintln!("faketime is not installed (apt-get install faketime): clock-skew test not run");
+        return;
+    };
+    let Some(database_url) = loadstar_store::test_support::fresh_postgres_url().await else {
+        eprintln!("LOADSTAR_TEST_DATABASE_URL is not set: clock-skew test not run");
+        return;
+    };
+    let data_dir = temp_data_dir();
+    let mut env = environment(
+        data_dir.to_str().unwrap(),
+        &database_url,
+        "http://127.0.0.1:1",
+    );
+    env.push((
+        "LOADSTAR_AUTH__SESSION_TTL_SECS".to_owned(),
+        "30".to_owned(),
+    ));
+    if let Some(redis_url) = redis_url {
+        env.push((
+            "LOADSTAR_CACHE__REDIS_URLS".to_owned(),
+            redis_url.to_owned(),
+        ));
+    }
+    let node = |id: &str| vec![("LOADSTAR_NODE__ID".to_owned(), id.to_owned())];
+    let on_time = Node::start("api", &[env.clone(), node("1")].concat());
+    let skewed = Node::start("api", &[env.clone(), node("2"), skew].concat());
+
+    let http = reqwest::Client::new();
+    sign_up_buyer(&http, &on_time.url).await;
+    let mut answers = Vec::new();
+    for (made_on, used_on) in [(&on_time, &skewed), (&skewed, &on_time)] {
+        let session = login(&http, &made_on.url, BUYER_EMAIL, BUYER_PASSWORD).await;
+        let token = session["token"].as_str().unwrap();
+        let user_id = session["userId"].as_str().unwrap();
+        for node in [made_on, used_on] {
+            let status = http
+                .get(format!("{}/v1/users/{user_id}", node.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            answers.push(status.as_u16());
+        }
+    }
+    assert_eq!(
+        answers, [200; 4],
+        "skew {offset}, redis {redis_url:?}: a session made on the on-time node, then one \
+         made on the skewed node, each used on its own node and on the other"
+    );
+    drop((on_time, skewed));
     std::fs::remove_dir_all(&data_dir).ok();
 }
