@@ -37,6 +37,13 @@ provide LOADSTAR_TEST_DATABASE_URL LOADSTAR_TEST_SKIP_POSTGRES scripts/postgres.
 provide LOADSTAR_TEST_RABBITMQ_URL LOADSTAR_TEST_SKIP_RABBITMQ scripts/rabbitmq.sh
 provide LOADSTAR_TEST_REDIS_URL LOADSTAR_TEST_SKIP_REDIS scripts/redis.sh
 
+# The clock-skew process test runs a worker and an api node under libfaketime (Debian's
+# `faketime`); without it that test says so and does nothing.
+if ! command -v faketime >/dev/null 2>&1; then
+    (source scripts/service_helpers.sh && apt_install faketime) ||
+        echo "test.sh: faketime did not install; the clock-skew test will not run" >&2
+fi
+
 # Each PostgreSQL test creates its own database; drop the ones earlier runs left behind.
 if [[ -n "${LOADSTAR_TEST_DATABASE_URL:-}" ]] && command -v psql >/dev/null 2>&1; then
     psql -qAt "$LOADSTAR_TEST_DATABASE_URL" \

@@ -13,11 +13,12 @@
 //! handler succeeded (its caller waits for the commit), the lease guard (same worker,
 //! same attempt, still running) is checked per job inside the statement, a job whose
 //! lease was lost gets `false`, and each completed attempt is recorded in
-//! `job_attempts` in the same transaction as the state change.
+//! `job_attempts` in the same transaction as the state change. The finishing time is the
+//! database's ([`crate::clock`]), the same for the job and its attempt record.
 
+use crate::clock::SqlNow;
 use crate::error::JobError;
 use crate::model::LeasedJob;
-use loadstar_core::Timestamp;
 use loadstar_store::sql::{query, Any, AssertSqlSafe, Row};
 use loadstar_store::{Backend, Database};
 use sqlx::any::AnyArguments;
@@ -54,7 +55,7 @@ impl AckRequest {
 /// Settles acknowledgements until every sender is gone. `now` stamps each batch.
 pub(crate) async fn run(
     db: Database,
-    now: impl Fn() -> Timestamp,
+    now: impl Fn() -> SqlNow,
     mut requests: mpsc::UnboundedReceiver<AckRequest>,
 ) {
     let mut batch: Vec<AckRequest> = Vec::new();
@@ -97,12 +98,8 @@ pub(crate) async fn run(
 }
 
 /// `sql` with now and the leases of `batch` bound.
-fn bind_leases(
-    sql: &str,
-    now: Timestamp,
-    batch: &[AckRequest],
-) -> Query<'static, Any, AnyArguments> {
-    let mut statement = query(AssertSqlSafe(sql)).bind(now.unix_micros());
+fn bind_leases(sql: &str, now: SqlNow, batch: &[AckRequest]) -> Query<'static, Any, AnyArguments> {
+    let mut statement = query(AssertSqlSafe(sql)).bind(now.bind());
     for request in batch {
         statement = statement
             .bind(request.id)
@@ -126,24 +123,25 @@ fn padded_len(len: usize) -> usize {
 /// returns the ids it completed.
 async fn settle(
     db: &Database,
-    now: Timestamp,
+    now: SqlNow,
     batch: &[AckRequest],
 ) -> Result<HashSet<i64>, JobError> {
-    // $1 is now; the leases to check follow, three parameters per job. The list is padded
-    // to a power of two with leases no job holds (id 0), so a connection prepares at most
-    // ten shapes of this statement instead of one per batch size.
+    // $1 is the pinned now; the leases to check follow, three parameters per job. The list
+    // is padded to a power of two with leases no job holds (id 0), so a connection
+    // prepares at most ten shapes of this statement instead of one per batch size.
     let leases: Vec<String> = (0..padded_len(batch.len()))
         .map(|n| format!("(${}, ${}, ${})", 3 * n + 2, 3 * n + 3, 3 * n + 4))
         .collect();
     // Both engines name the columns of a VALUES list column1, column2, ...
     let complete = format!(
-        "UPDATE jobs SET state = 'completed', finished_at = $1, updated_at = $1, \
+        "UPDATE jobs SET state = 'completed', finished_at = {now}, updated_at = {now}, \
            lease_until = NULL, last_error = NULL \
-         FROM (VALUES {}) AS lease \
+         FROM (VALUES {leases}) AS lease \
          WHERE jobs.id = lease.column1 AND jobs.worker = lease.column2 \
            AND jobs.attempt = lease.column3 AND jobs.state = 'running' \
-         RETURNING jobs.id, jobs.attempt, jobs.worker, jobs.started_at",
-        leases.join(", ")
+         RETURNING jobs.id, jobs.attempt, jobs.worker, jobs.started_at, jobs.finished_at",
+        now = now.sql(1),
+        leases = leases.join(", ")
     );
     match db.backend() {
         Backend::Postgres => {
@@ -153,7 +151,7 @@ async fn settle(
                 "WITH completed AS ({complete}), \
                  recorded AS (INSERT INTO job_attempts \
                    (job_id, attempt, worker, started_at, finished_at, outcome, error) \
-                   SELECT id, attempt, worker, started_at, $1, 'completed', NULL FROM completed) \
+                   SELECT id, attempt, worker, started_at, finished_at, 'completed', NULL FROM completed) \
                  SELECT id FROM completed"
             );
             let rows = bind_leases(&sql, now, batch).fetch_all(db.writer()).await?;
@@ -170,14 +168,16 @@ async fn settle(
                 .await?;
             let mut completed = HashSet::with_capacity(rows.len());
             if !rows.is_empty() {
+                // Five parameters per attempt; its finishing time is the one the update stamped.
                 let values: Vec<String> = (0..rows.len())
                     .map(|n| {
-                        let p = 4 * n + 2;
+                        let p = 5 * n + 1;
                         format!(
-                            "(${p}, ${}, ${}, ${}, $1, 'completed', NULL)",
+                            "(${p}, ${}, ${}, ${}, ${}, 'completed', NULL)",
                             p + 1,
                             p + 2,
-                            p + 3
+                            p + 3,
+                            p + 4
                         )
                     })
                     .collect();
@@ -186,7 +186,7 @@ async fn settle(
                      (job_id, attempt, worker, started_at, finished_at, outcome, error) VALUES {}",
                     values.join(", ")
                 );
-                let mut record = query(AssertSqlSafe(sql.as_str())).bind(now.unix_micros());
+                let mut record = query(AssertSqlSafe(sql.as_str()));
                 for row in &rows {
                     let id: i64 = row.try_get("id")?;
                     completed.insert(id);
@@ -194,7 +194,8 @@ async fn settle(
                         .bind(id)
                         .bind(row.try_get::<i64, _>("attempt")?)
                         .bind(row.try_get::<String, _>("worker")?)
-                        .bind(row.try_get::<i64, _>("started_at")?);
+                        .bind(row.try_get::<i64, _>("started_at")?)
+                        .bind(row.try_get::<i64, _>("finished_at")?);
                 }
                 record.execute(&mut *tx).await?;
             }

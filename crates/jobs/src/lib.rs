@@ -28,7 +28,10 @@
 //! - Message patterns beyond fire-and-forget: [`Topics`] (publish/subscribe: one copy per
 //!   subscribed queue, in the publisher's transaction, deduped by event id) and [`Routes`]
 //!   (a routing key selects exactly one queue; an unknown key is an error).
-//! - Time comes from a [`Clock`], so tests move it instead of sleeping.
+//! - Time that decides between nodes (leases, due times, expiry, rate windows) is read
+//!   from the database server's clock by each statement, never from a node's; a
+//!   [`Clock`] can pin it instead ([`ManualClock`]), so tests move time instead of
+//!   sleeping. [`DatabaseClock`] is the production one.
 //! - Two HTTP routers over any [`JobQueue`], for the server to mount: [`admin_router`]
 //!   (error-queue administration: counts, dead jobs with payloads decoded by the domain's
 //!   [`PayloadDecoder`], retry, retry all, discard) and [`job_status_router`]
@@ -69,7 +72,7 @@ pub use admin_api::{
 pub use alerting::{Alert, AlertWebhook, Alerter, ALERTS_QUEUE, ALERT_WEBHOOK};
 pub use api_error::JobApiError;
 pub use claim_check::{ClaimCheckQueue, ClaimTicket, DEFAULT_INLINE_LIMIT, TICKET_MAGIC};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, DatabaseClock, ManualClock};
 pub use configured_queue::configured_queue;
 pub use dead_letter_watch::{DeadLetterWatch, DEAD_BY_KIND_GAUGE};
 pub use error::JobError;

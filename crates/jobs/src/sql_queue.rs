@@ -9,9 +9,12 @@
 //! writer task per queue ([`crate::ack_batcher`]), and the sweep for expired leases and
 //! time-to-live runs at most once per [`SWEEP_INTERVAL`] per queue instead of in every
 //! fetch (an expired lease is reclaimed at most that much later).
+//!
+//! Every time that decides who owns a job or when it is due is read by the statement
+//! from the database server's clock ([`crate::clock`]), never bound from this node's.
 
 use crate::ack_batcher::{self, AckRequest};
-use crate::clock::Clock;
+use crate::clock::{micros, Clock, SqlNow};
 use crate::error::JobError;
 use crate::model::{
     Attempt, AttemptOutcome, DeadKindCount, Job, JobState, LeasedJob, NewJob, QueueCounts,
@@ -30,8 +33,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// How often a queue is swept for expired leases and time-to-live at most (by the
-/// queue's clock). The sweep reads indexes only, but it is three statements; in every
+/// How often a queue is swept for expired leases and time-to-live at most (by this
+/// process's clock: it only paces the sweeps, which read the database's). The sweep reads indexes only, but it is three statements; in every
 /// fetch of a busy queue they cost more than the fetch itself.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -53,7 +56,7 @@ pub struct SqlJobQueue {
     notifier: Arc<PgNotifier>,
     /// Job starts per second allowed per queue, across every process sharing the database.
     rate_limits: Arc<HashMap<String, u32>>,
-    /// When each queue was last swept, by `clock`.
+    /// When each queue was last swept, by `clock`'s local time.
     last_sweeps: Arc<Mutex<HashMap<String, Timestamp>>>,
     /// The acknowledgement writer, started by the first `complete` (and again if it
     /// stopped: its runtime ended, or it panicked); it stops when the last clone of this
@@ -104,9 +107,10 @@ impl SqlJobQueue {
             _ => {
                 let (sender, requests) = mpsc::unbounded_channel();
                 let clock = Arc::clone(&self.clock);
+                let backend = self.db.backend();
                 tokio::spawn(ack_batcher::run(
                     self.db.clone(),
-                    move || clock.now(),
+                    move || SqlNow::new(backend, clock.as_ref()),
                     requests,
                 ));
                 *acks = Some(sender.clone());
@@ -125,12 +129,13 @@ impl SqlJobQueue {
 
     /// How many more jobs of `queue` may start now under its rate limit (`limit` if it
     /// has none). On PostgreSQL a transaction-scoped advisory lock per queue makes the
-    /// count and the fetch that follows atomic across processes.
+    /// count and the fetch that follows atomic across processes. The window ends at the
+    /// database's now: the starts it counts were stamped by the database too, so every
+    /// process counts the same second whatever its own clock says.
     pub(crate) async fn rate_allowance(
         &self,
         tx: &mut Transaction,
         queue: &str,
-        now: Timestamp,
         limit: u32,
     ) -> Result<u32, JobError> {
         let Some(per_second) = self.rate_limits.get(queue).copied() else {
@@ -142,13 +147,16 @@ impl SqlJobQueue {
                 .execute(&mut **tx)
                 .await?;
         }
-        let started: i64 =
-            query("SELECT COUNT(*) AS started FROM jobs WHERE queue = $1 AND started_at > $2")
-                .bind(queue)
-                .bind(now.unix_micros() - 1_000_000)
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get("started")?;
+        let now = self.now();
+        let started: i64 = query(AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS started FROM jobs WHERE queue = $1 AND started_at > {} - 1000000",
+            now.sql(2)
+        )))
+        .bind(queue)
+        .bind(now.bind())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("started")?;
         let left = i64::from(per_second).saturating_sub(started).max(0);
         Ok(limit.min(u32::try_from(left).unwrap_or(u32::MAX)))
     }
@@ -166,61 +174,77 @@ impl SqlJobQueue {
         &self.db
     }
 
-    /// The time source every statement uses.
+    /// The queue's clock, for what shares the ledger (the RabbitMQ backend's consumers).
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Now, as the queue's statements read it (the database's clock unless the queue's
+    /// clock pins the time).
+    pub(crate) fn now(&self) -> SqlNow {
+        SqlNow::new(self.db.backend(), self.clock.as_ref())
+    }
+
+    /// This process's time, for pacing its own work only (see [`Clock::local_now`]).
+    pub(crate) fn local_now(&self) -> Timestamp {
+        self.clock.local_now()
     }
 
     /// [`SqlJobQueue::sweep`] in its own transaction, at most once per [`SWEEP_INTERVAL`]
     /// (as the SQL fetch does).
     pub(crate) async fn sweep_queue(&self, queue: &str) -> Result<(), JobError> {
-        let now = self.clock.now();
-        if !self.sweep_due(queue, now) {
+        if !self.sweep_due(queue, self.local_now()) {
             return Ok(());
         }
         let mut tx = self.db.writer().begin().await?;
-        self.sweep(&mut tx, queue, now).await?;
+        self.sweep(&mut tx, queue).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Expired leases back to available (or dead after the last attempt), each recorded
     /// as a `lease_expired` attempt; unstarted jobs past their time to live to dead.
-    async fn sweep(
-        &self,
-        tx: &mut Transaction,
-        queue: &str,
-        now: Timestamp,
-    ) -> Result<(), JobError> {
-        query(
+    async fn sweep(&self, tx: &mut Transaction, queue: &str) -> Result<(), JobError> {
+        let now = self.now();
+        // The attempts are recorded first (the update forgets the worker); the update
+        // then uses the very instant the insert read, so it moves the jobs just recorded
+        // and no lease that ran out in between.
+        let recorded = query(AssertSqlSafe(format!(
             "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error) \
-             SELECT id, attempt, worker, started_at, $3, 'lease_expired', 'the worker stopped renewing its lease' \
-             FROM jobs WHERE queue = $1 AND state = 'running' AND lease_until <= $2",
-        )
+             SELECT id, attempt, worker, started_at, {now}, 'lease_expired', 'the worker stopped renewing its lease' \
+             FROM jobs WHERE queue = $1 AND state = 'running' AND lease_until <= {now} \
+             RETURNING finished_at",
+            now = now.sql(2)
+        )))
         .bind(queue)
-        .bind(now.unix_micros())
-        .bind(now.unix_micros())
-        .execute(&mut **tx)
+        .bind(now.bind())
+        .fetch_all(&mut **tx)
         .await?;
-        query(
-            "UPDATE jobs SET \
-               state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'available' END, \
-               finished_at = CASE WHEN attempt >= max_attempts THEN $2 ELSE NULL END, \
-               run_at = $2, lease_until = NULL, worker = NULL, updated_at = $2, \
-               last_error = 'the worker stopped renewing its lease' \
-             WHERE queue = $1 AND state = 'running' AND lease_until <= $2",
-        )
-        .bind(queue)
-        .bind(now.unix_micros())
-        .execute(&mut **tx)
-        .await?;
-        query(
-            "UPDATE jobs SET state = 'dead', finished_at = $2, updated_at = $2, \
+        if let Some(first) = recorded.first() {
+            let swept_at =
+                now.pinned_at(Timestamp::from_unix_micros(first.try_get("finished_at")?));
+            query(AssertSqlSafe(format!(
+                "UPDATE jobs SET \
+                   state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'available' END, \
+                   finished_at = CASE WHEN attempt >= max_attempts THEN {now} ELSE NULL END, \
+                   run_at = {now}, lease_until = NULL, worker = NULL, updated_at = {now}, \
+                   last_error = 'the worker stopped renewing its lease' \
+                 WHERE queue = $1 AND state = 'running' AND lease_until <= {now}",
+                now = swept_at.sql(2)
+            )))
+            .bind(queue)
+            .bind(swept_at.bind())
+            .execute(&mut **tx)
+            .await?;
+        }
+        query(AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'dead', finished_at = {now}, updated_at = {now}, \
                last_error = 'expired before a worker started it' \
-             WHERE queue = $1 AND state = 'available' AND expires_at IS NOT NULL AND expires_at <= $2",
-        )
+             WHERE queue = $1 AND state = 'available' AND expires_at IS NOT NULL AND expires_at <= {now}",
+            now = now.sql(2)
+        )))
         .bind(queue)
-        .bind(now.unix_micros())
+        .bind(now.bind())
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -234,49 +258,55 @@ impl SqlJobQueue {
         error: Option<&str>,
         next: Next,
     ) -> Result<bool, JobError> {
-        let now = self.clock.now();
+        let now = self.now();
         let mut tx = self.db.writer().begin().await?;
         let guard = "id = $1 AND state = 'running' AND worker = $2 AND attempt = $3";
-        let held = query(AssertSqlSafe(format!(
+        let recorded = query(AssertSqlSafe(format!(
             "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error) \
-             SELECT id, attempt, worker, started_at, $4, $5, $6 FROM jobs WHERE {guard}"
+             SELECT id, attempt, worker, started_at, {now}, $5, $6 FROM jobs WHERE {guard} \
+             RETURNING finished_at",
+            now = now.sql(4)
         )))
         .bind(job.id.as_i64())
         .bind(&job.worker)
         .bind(i64::from(job.attempt))
-        .bind(now.unix_micros())
+        .bind(now.bind())
         .bind(outcome.as_str())
         .bind(error)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if !held {
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(recorded) = recorded else {
             return Ok(false);
-        }
+        };
+        // The job moves at the instant its attempt was recorded as finished.
+        let now = now.pinned_at(Timestamp::from_unix_micros(
+            recorded.try_get("finished_at")?,
+        ));
         // Every statement binds exactly the placeholders it names ($1-$3: the lease guard,
         // $4: now); PostgreSQL rejects unused parameters.
         let sql = match next {
-            Next::RetryAt(_) => format!(
-                "UPDATE jobs SET state = 'available', run_at = $5, updated_at = $4, \
-                 lease_until = NULL, worker = NULL, last_error = $6 WHERE {guard}"
+            Next::RetryAfter(_) => format!(
+                "UPDATE jobs SET state = 'available', run_at = {now} + $5, updated_at = {now}, \
+                 lease_until = NULL, worker = NULL, last_error = $6 WHERE {guard}",
+                now = now.sql(4)
             ),
             Next::Dead => format!(
-                "UPDATE jobs SET state = 'dead', finished_at = $4, updated_at = $4, \
-                 lease_until = NULL, last_error = $5 WHERE {guard}"
+                "UPDATE jobs SET state = 'dead', finished_at = {now}, updated_at = {now}, \
+                 lease_until = NULL, last_error = $5 WHERE {guard}",
+                now = now.sql(4)
             ),
-            Next::Discard => format!("DELETE FROM jobs WHERE {guard} AND $4 = $4"),
+            Next::Discard => format!("DELETE FROM jobs WHERE {guard}"),
         };
         let statement = query(AssertSqlSafe(sql.as_str()))
             .bind(job.id.as_i64())
             .bind(job.worker.clone())
-            .bind(i64::from(job.attempt))
-            .bind(now.unix_micros());
+            .bind(i64::from(job.attempt));
         let statement = match next {
-            Next::RetryAt(at) => statement
-                .bind(at.unix_micros())
+            Next::RetryAfter(backoff) => statement
+                .bind(now.bind())
+                .bind(micros(backoff))
                 .bind(error.map(str::to_owned)),
-            Next::Dead => statement.bind(error.map(str::to_owned)),
+            Next::Dead => statement.bind(now.bind()).bind(error.map(str::to_owned)),
             Next::Discard => statement,
         };
         statement.execute(&mut *tx).await?;
@@ -292,21 +322,21 @@ impl SqlJobQueue {
         &self,
         queue: &'q str,
         worker: &'q str,
-        lease_until: Timestamp,
-        now: Timestamp,
+        lease: Duration,
         limit: u32,
     ) -> Query<'q, Any, AnyArguments> {
         let sql = match self.db.backend() {
             Backend::Postgres => &LEASE_DUE_JOBS_POSTGRES,
             Backend::Sqlite => &LEASE_DUE_JOBS_SQLITE,
         };
+        let now = self.now();
         query(AssertSqlSafe(
-            sql.get_or_init(|| lease_due_jobs_sql(self.row_locking()))
+            sql.get_or_init(|| lease_due_jobs_sql(self.row_locking(), now))
                 .as_str(),
         ))
-        .bind(lease_until.unix_micros())
+        .bind(micros(lease))
         .bind(worker)
-        .bind(now.unix_micros())
+        .bind(now.bind())
         .bind(queue)
         .bind(i64::from(limit))
     }
@@ -350,13 +380,16 @@ impl SqlJobQueue {
 static LEASE_DUE_JOBS_POSTGRES: OnceLock<String> = OnceLock::new();
 static LEASE_DUE_JOBS_SQLITE: OnceLock<String> = OnceLock::new();
 
-fn lease_due_jobs_sql(row_locking: &str) -> String {
+/// `$1` the lease in microseconds, `$2` the worker, `$3` the pinned now, `$4` the queue,
+/// `$5` the limit.
+fn lease_due_jobs_sql(row_locking: &str, now: SqlNow) -> String {
+    let now = now.sql(3);
     format!(
-        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = $1, worker = $2, \
-           started_at = $3, updated_at = $3 \
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = {now} + $1, \
+           worker = $2, started_at = {now}, updated_at = {now} \
          WHERE id IN ( \
            SELECT j.id FROM jobs j \
-           WHERE j.queue = $4 AND j.state = 'available' AND j.run_at <= $3 \
+           WHERE j.queue = $4 AND j.state = 'available' AND j.run_at <= {now} \
              AND (j.ordering_key IS NULL OR NOT EXISTS ( \
                SELECT 1 FROM jobs p WHERE p.ordering_key = j.ordering_key AND p.id < j.id \
                  AND p.state IN ('available', 'running'))) \
@@ -368,7 +401,8 @@ fn lease_due_jobs_sql(row_locking: &str) -> String {
 /// Where a failed attempt sends the job (success goes through the ack writer).
 #[derive(Debug, Clone, Copy)]
 enum Next {
-    RetryAt(Timestamp),
+    /// Available again this long after the attempt finished.
+    RetryAfter(Duration),
     Dead,
     Discard,
 }
@@ -446,18 +480,19 @@ impl JobQueue for SqlJobQueue {
 
     async fn enqueue_in(&self, tx: &mut Transaction, job: NewJob) -> Result<Id, JobError> {
         validate(&job)?;
-        let now = self.clock.now();
+        let now = self.now();
         let id = self.ids.next_id();
         if let Some(key) = &job.unique_key {
-            let claimed = query(
-                "INSERT INTO job_unique_keys (unique_key, job_id, held_until) VALUES ($1, $2, $3) \
+            let claimed = query(AssertSqlSafe(format!(
+                "INSERT INTO job_unique_keys (unique_key, job_id, held_until) VALUES ($1, $2, {now} + $4) \
                  ON CONFLICT (unique_key) DO UPDATE SET job_id = excluded.job_id, held_until = excluded.held_until \
-                 WHERE job_unique_keys.held_until <= $4 RETURNING job_id",
-            )
+                 WHERE job_unique_keys.held_until <= {now} RETURNING job_id",
+                now = now.sql(3)
+            )))
             .bind(key)
             .bind(id.as_i64())
-            .bind(now.plus(job.unique_for).unix_micros())
-            .bind(now.unix_micros())
+            .bind(now.bind())
+            .bind(micros(job.unique_for))
             .fetch_optional(&mut **tx)
             .await?;
             if claimed.is_none() {
@@ -469,22 +504,24 @@ impl JobQueue for SqlJobQueue {
                 return Ok(Id::from_i64(holder));
             }
         }
-        query(
+        // A job without a time to live binds NULL for it, and NULL + now is NULL.
+        query(AssertSqlSafe(format!(
             "INSERT INTO jobs (id, queue, kind, payload, priority, state, run_at, attempt, max_attempts, \
                ordering_key, expires_at, trace_context, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'available', $6, 0, $7, $8, $9, $10, $11, $11)",
-        )
+             VALUES ($1, $2, $3, $4, $5, 'available', {now} + $6, 0, $7, $8, {now} + $9, $10, {now}, {now})",
+            now = now.sql(11)
+        )))
         .bind(id.as_i64())
         .bind(&job.queue)
         .bind(&job.kind)
         .bind(&job.payload)
         .bind(job.priority)
-        .bind(now.plus(job.delay).unix_micros())
+        .bind(micros(job.delay))
         .bind(i64::from(job.max_attempts))
         .bind(&job.ordering_key)
-        .bind(job.time_to_live.map(|ttl| now.plus(ttl).unix_micros()))
+        .bind(job.time_to_live.map(micros))
         .bind(&job.trace_context)
-        .bind(now.unix_micros())
+        .bind(now.bind())
         .execute(&mut **tx)
         .await?;
         if self.db.backend() == Backend::Postgres {
@@ -505,29 +542,28 @@ impl JobQueue for SqlJobQueue {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<LeasedJob>, JobError> {
-        let now = self.clock.now();
-        let sweep = self.sweep_due(queue, now);
+        let sweep = self.sweep_due(queue, self.local_now());
         let rate_limited = self.rate_limits.contains_key(queue);
         // A fetch that neither sweeps nor counts starts is one statement: it runs without
         // an explicit transaction (two round trips fewer on the hottest path).
         let rows = if sweep || rate_limited {
             let mut tx = self.db.writer().begin().await?;
             if sweep {
-                self.sweep(&mut tx, queue, now).await?;
+                self.sweep(&mut tx, queue).await?;
             }
-            let limit = self.rate_allowance(&mut tx, queue, now, limit).await?;
+            let limit = self.rate_allowance(&mut tx, queue, limit).await?;
             if limit == 0 {
                 tx.commit().await?;
                 return Ok(Vec::new());
             }
             let rows = self
-                .lease_due_jobs(queue, worker, now.plus(lease), now, limit)
+                .lease_due_jobs(queue, worker, lease, limit)
                 .fetch_all(&mut *tx)
                 .await?;
             tx.commit().await?;
             rows
         } else {
-            self.lease_due_jobs(queue, worker, now.plus(lease), now, limit)
+            self.lease_due_jobs(queue, worker, lease, limit)
                 .fetch_all(self.db.writer())
                 .await?
         };
@@ -544,18 +580,23 @@ impl JobQueue for SqlJobQueue {
         job: &LeasedJob,
         lease: Duration,
     ) -> Result<Option<Timestamp>, JobError> {
-        let until = self.clock.now().plus(lease);
-        let extended = query(
-            "UPDATE jobs SET lease_until = $4 WHERE id = $1 AND state = 'running' AND worker = $2 AND attempt = $3",
-        )
+        let now = self.now();
+        let extended = query(AssertSqlSafe(format!(
+            "UPDATE jobs SET lease_until = {} + $5 \
+             WHERE id = $1 AND state = 'running' AND worker = $2 AND attempt = $3 \
+             RETURNING lease_until",
+            now.sql(4)
+        )))
         .bind(job.id.as_i64())
         .bind(&job.worker)
         .bind(i64::from(job.attempt))
-        .bind(until.unix_micros())
-        .execute(self.db.writer())
-        .await?
-        .rows_affected();
-        Ok((extended > 0).then_some(until))
+        .bind(now.bind())
+        .bind(micros(lease))
+        .fetch_optional(self.db.writer())
+        .await?;
+        extended
+            .map(|row| Ok(Timestamp::from_unix_micros(row.try_get("lease_until")?)))
+            .transpose()
     }
 
     async fn complete(&self, job: &LeasedJob) -> Result<bool, JobError> {
@@ -572,8 +613,10 @@ impl JobQueue for SqlJobQueue {
         policy: &RetryPolicy,
     ) -> Result<Option<JobState>, JobError> {
         let (next, state) = if job.attempt < job.max_attempts {
-            let at = self.clock.now().plus(policy.backoff(job.attempt));
-            (Next::RetryAt(at), Some(JobState::Available))
+            (
+                Next::RetryAfter(policy.backoff(job.attempt)),
+                Some(JobState::Available),
+            )
         } else {
             match policy.on_exhausted {
                 Exhausted::DeadLetter | Exhausted::Alert => (Next::Dead, Some(JobState::Dead)),
@@ -636,14 +679,15 @@ impl JobQueue for SqlJobQueue {
     }
 
     async fn retry_dead(&self, id: Id) -> Result<bool, JobError> {
-        let now = self.clock.now();
-        let moved = query(
-            "UPDATE jobs SET state = 'available', run_at = $2, max_attempts = attempt + max_attempts, \
-               finished_at = NULL, lease_until = NULL, worker = NULL, expires_at = NULL, updated_at = $2 \
+        let now = self.now();
+        let moved = query(AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'available', run_at = {now}, max_attempts = attempt + max_attempts, \
+               finished_at = NULL, lease_until = NULL, worker = NULL, expires_at = NULL, updated_at = {now} \
              WHERE id = $1 AND state = 'dead'",
-        )
+            now = now.sql(2)
+        )))
         .bind(id.as_i64())
-        .bind(now.unix_micros())
+        .bind(now.bind())
         .execute(self.db.writer())
         .await?
         .rows_affected();

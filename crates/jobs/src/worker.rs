@@ -242,7 +242,12 @@ impl WorkerPool {
     /// Runs one job's handler with its lease kept alive, then settles the outcome.
     async fn run_traced(&self, job: LeasedJob) {
         let started = std::time::Instant::now();
-        crate::queue_metrics::started(&job, loadstar_core::Timestamp::now());
+        // When the lease began, in the database's time like the job's due time (this
+        // node's clock may be off).
+        let leased_at = loadstar_core::Timestamp::from_unix_micros(
+            job.lease_until.unix_micros() - crate::clock::micros(self.settings.lease),
+        );
+        crate::queue_metrics::started(&job, leased_at);
         let outcome = match self.handlers.get(&job.kind) {
             Some(handler) => self.with_heartbeat(&job, handler.handle(&job)).await,
             None => Err(HandlerError::new(format!(

@@ -551,7 +551,7 @@ async fn concurrent_acknowledgements_each_get_their_own_answer_and_history(f: Fi
 
 impl Fixture {
     fn clock_now(&self) -> loadstar_core::Timestamp {
-        loadstar_jobs::Clock::now(self.clock.as_ref())
+        self.clock.now()
     }
 
     /// Fetches from `queue` until exactly `n` jobs came, failing after a deadline.

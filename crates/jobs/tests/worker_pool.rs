@@ -7,8 +7,8 @@ mod support;
 use async_trait::async_trait;
 use loadstar_core::IdGenerator;
 use loadstar_jobs::{
-    Exhausted, HandlerError, JobHandler, JobQueue, JobState, LeasedJob, NewJob, PoolSettings,
-    RabbitJobQueue, RetryPolicy, SqlJobQueue, SystemClock, WorkerPool,
+    DatabaseClock, Exhausted, HandlerError, JobHandler, JobQueue, JobState, LeasedJob, NewJob,
+    PoolSettings, RabbitJobQueue, RetryPolicy, SqlJobQueue, WorkerPool,
 };
 use loadstar_store::Database;
 use std::collections::HashMap;
@@ -21,12 +21,12 @@ async fn sql_queue(db: Database) -> Arc<dyn JobQueue> {
     Arc::new(SqlJobQueue::new(
         db,
         Arc::new(IdGenerator::new(2)),
-        Arc::new(SystemClock),
+        Arc::new(DatabaseClock),
     ))
 }
 
 async fn rabbit_queue(db: Database, url: String) -> Arc<dyn JobQueue> {
-    let ledger = SqlJobQueue::new(db, Arc::new(IdGenerator::new(2)), Arc::new(SystemClock));
+    let ledger = SqlJobQueue::new(db, Arc::new(IdGenerator::new(2)), Arc::new(DatabaseClock));
     Arc::new(RabbitJobQueue::start(ledger, support::test_settings(url)))
 }
 

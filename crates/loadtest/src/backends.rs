@@ -4,7 +4,7 @@ use crate::bench_target::BenchTarget;
 use anyhow::Context;
 use loadstar_core::config::DatabaseConfig;
 use loadstar_core::IdGenerator;
-use loadstar_jobs::{RabbitJobQueue, RabbitSettings, SqlJobQueue, SystemClock};
+use loadstar_jobs::{DatabaseClock, RabbitJobQueue, RabbitSettings, SqlJobQueue};
 use loadstar_store::Database;
 use std::path::Path;
 use std::sync::Arc;
@@ -91,7 +91,7 @@ async fn sql_ledger(
     let queue = SqlJobQueue::new(
         db.clone(),
         Arc::new(IdGenerator::new(1)),
-        Arc::new(SystemClock),
+        Arc::new(DatabaseClock),
     );
     Ok((db, queue))
 }

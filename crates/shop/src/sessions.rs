@@ -2,7 +2,7 @@
 
 use crate::auth::principal::Credential;
 use crate::auth::tokens::{hash_secret, random_secret};
-use crate::auth::{Principal, Session};
+use crate::auth::Principal;
 use crate::error::{ShopError, ShopResult};
 use crate::state::ShopState;
 use crate::users::{repository, User};
@@ -61,14 +61,10 @@ pub async fn create_session(
 ) -> ShopResult<impl IntoResponse> {
     let user = check_password(&state, &login.email, &login.password).await?;
     let token = random_secret();
-    let now = Timestamp::now();
-    let session = Session {
-        token_hash: hash_secret(&token),
-        user_id: user.id,
-        created_at: now,
-        expires_at: now.plus(state.session_ttl),
-    };
-    state.sessions.create(&session).await?;
+    let session = state
+        .sessions
+        .create(&hash_secret(&token), user.id, state.session_ttl)
+        .await?;
     tracing::info!(user_id = %user.id, "session created");
     Ok((
         StatusCode::CREATED,

@@ -7,7 +7,7 @@ use crate::caching::ShopCaches;
 use crate::error::ShopError;
 use loadstar_core::config::{Config, JobsConfig};
 use loadstar_core::IdGenerator;
-use loadstar_jobs::{configured_queue, JobQueue, SystemClock};
+use loadstar_jobs::{configured_queue, DatabaseClock, JobQueue};
 use loadstar_store::Database;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -59,8 +59,13 @@ impl ShopState {
             None => Arc::new(sql_sessions),
         };
         let ids = Arc::new(IdGenerator::new(config.node.id.unwrap_or(0)));
-        let jobs = configured_queue(db.clone(), Arc::clone(&ids), Arc::new(SystemClock), config)
-            .map_err(|error| ShopError::Internal(format!("job queue: {error}")))?;
+        let jobs = configured_queue(
+            db.clone(),
+            Arc::clone(&ids),
+            Arc::new(DatabaseClock),
+            config,
+        )
+        .map_err(|error| ShopError::Internal(format!("job queue: {error}")))?;
         let jobs = wrap(jobs);
         Ok(Self(Arc::new(ShopContext {
             ids,

@@ -6,8 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use loadstar_cache::RedisRing;
-use loadstar_core::{Id, Timestamp};
-use loadstar_shop::auth::{RedisSessionStore, Session, SessionStore, SqlSessionStore};
+use loadstar_core::test_support::poll_until;
+use loadstar_core::Id;
+use loadstar_shop::auth::{RedisSessionStore, SessionStore, SqlSessionStore};
 use loadstar_shop::error::ShopError;
 use loadstar_store::Database;
 use redis::aio::ConnectionManager;
@@ -28,49 +29,42 @@ async fn user(db: &Database, id: i64) -> Id {
     Id::from_i64(id)
 }
 
-fn session(token_hash: &str, user_id: Id, lifetime: Duration) -> Session {
-    let now = Timestamp::now();
-    Session {
-        token_hash: token_hash.to_owned(),
-        user_id,
-        created_at: now,
-        expires_at: now.plus(lifetime),
-    }
-}
+const LIFETIME: Duration = Duration::from_secs(60);
 
 async fn a_created_session_is_found_until_it_expires(
     (store, db): (Arc<dyn SessionStore>, Database),
 ) {
     let owner = user(&db, 1).await;
-    let created = session("hash-a", owner, Duration::from_secs(60));
-    store.create(&created).await.unwrap();
-    let found = store.find_active("hash-a", Timestamp::now()).await.unwrap();
-    assert_eq!(found, Some(created.clone()));
-    let after_expiry = created.expires_at.plus(Duration::from_micros(1));
+    let created = store.create("hash-a", owner, LIFETIME).await.unwrap();
     assert_eq!(
-        store.find_active("hash-a", after_expiry).await.unwrap(),
-        None
+        created.expires_at.unix_micros() - created.created_at.unix_micros(),
+        LIFETIME.as_micros() as i64
     );
+    let found = store.find_active("hash-a").await.unwrap();
+    assert_eq!(found, Some(created));
+
+    let short_lived = Duration::from_millis(300);
+    store
+        .create("hash-short", owner, short_lived)
+        .await
+        .unwrap();
+    poll_until(
+        "the short-lived session expired",
+        Duration::from_secs(10),
+        || async { store.find_active("hash-short").await.unwrap().is_none() },
+    )
+    .await;
 }
 
 async fn an_unknown_token_is_not_found((store, _db): (Arc<dyn SessionStore>, Database)) {
-    assert_eq!(
-        store.find_active("nope", Timestamp::now()).await.unwrap(),
-        None
-    );
+    assert_eq!(store.find_active("nope").await.unwrap(), None);
 }
 
 async fn a_revoked_session_is_never_found_again((store, db): (Arc<dyn SessionStore>, Database)) {
     let owner = user(&db, 2).await;
-    store
-        .create(&session("hash-b", owner, Duration::from_secs(60)))
-        .await
-        .unwrap();
+    store.create("hash-b", owner, LIFETIME).await.unwrap();
     assert!(store.revoke("hash-b").await.unwrap());
-    assert_eq!(
-        store.find_active("hash-b", Timestamp::now()).await.unwrap(),
-        None
-    );
+    assert_eq!(store.find_active("hash-b").await.unwrap(), None);
     assert!(
         !store.revoke("hash-b").await.unwrap(),
         "a second revoke finds nothing"
@@ -80,17 +74,10 @@ async fn a_revoked_session_is_never_found_again((store, db): (Arc<dyn SessionSto
 async fn sessions_of_one_user_are_independent((store, db): (Arc<dyn SessionStore>, Database)) {
     let owner = user(&db, 3).await;
     for hash in ["hash-c1", "hash-c2"] {
-        store
-            .create(&session(hash, owner, Duration::from_secs(60)))
-            .await
-            .unwrap();
+        store.create(hash, owner, LIFETIME).await.unwrap();
     }
     store.revoke("hash-c1").await.unwrap();
-    assert!(store
-        .find_active("hash-c2", Timestamp::now())
-        .await
-        .unwrap()
-        .is_some());
+    assert!(store.find_active("hash-c2").await.unwrap().is_some());
 }
 
 /// Runs each case on every database with the SQL store (`sqlite::`, `postgres::`), and
@@ -218,12 +205,10 @@ mod redis_store {
             return;
         };
         let store = redis.node();
-        let created = session(
-            "hash-forgotten",
-            user(&redis.db, 1).await,
-            Duration::from_secs(60),
-        );
-        store.create(&created).await.unwrap();
+        let created = store
+            .create("hash-forgotten", user(&redis.db, 1).await, LIFETIME)
+            .await
+            .unwrap();
         assert!(
             redis.redis_value("hash-forgotten").await.is_some(),
             "created in redis too"
@@ -231,10 +216,7 @@ mod redis_store {
 
         redis.forget_in_redis("hash-forgotten").await;
         assert_eq!(
-            store
-                .find_active("hash-forgotten", Timestamp::now())
-                .await
-                .unwrap(),
+            store.find_active("hash-forgotten").await.unwrap(),
             Some(created.clone())
         );
         assert!(
@@ -242,11 +224,7 @@ mod redis_store {
             "the read wrote the session back to redis"
         );
         assert_eq!(
-            redis
-                .node()
-                .find_active("hash-forgotten", Timestamp::now())
-                .await
-                .unwrap(),
+            redis.node().find_active("hash-forgotten").await.unwrap(),
             Some(created)
         );
     }
@@ -256,12 +234,11 @@ mod redis_store {
         let Some(redis) = RedisSetup::on_sqlite().await else {
             return;
         };
-        let created = session(
-            "hash-kept",
-            user(&redis.db, 2).await,
-            Duration::from_secs(60),
-        );
-        redis.node().create(&created).await.unwrap();
+        let created = redis
+            .node()
+            .create("hash-kept", user(&redis.db, 2).await, LIFETIME)
+            .await
+            .unwrap();
 
         let error = redis
             .node_without_redis()
@@ -272,20 +249,12 @@ mod redis_store {
         assert_eq!(error.to_problem().status, 503);
 
         assert_eq!(
-            redis
-                .node()
-                .find_active("hash-kept", Timestamp::now())
-                .await
-                .unwrap(),
+            redis.node().find_active("hash-kept").await.unwrap(),
             Some(created.clone()),
             "still live in redis"
         );
         assert_eq!(
-            redis
-                .sql()
-                .find_active("hash-kept", Timestamp::now())
-                .await
-                .unwrap(),
+            redis.sql().find_active("hash-kept").await.unwrap(),
             Some(created),
             "still in the database"
         );
@@ -297,36 +266,18 @@ mod redis_store {
             return;
         };
         let (node_a, node_b) = (redis.node(), redis.node());
-        let created = session(
-            "hash-shared",
-            user(&redis.db, 3).await,
-            Duration::from_secs(60),
-        );
-        node_a.create(&created).await.unwrap();
+        let created = node_a
+            .create("hash-shared", user(&redis.db, 3).await, LIFETIME)
+            .await
+            .unwrap();
 
         assert_eq!(
-            node_b
-                .find_active("hash-shared", Timestamp::now())
-                .await
-                .unwrap(),
+            node_b.find_active("hash-shared").await.unwrap(),
             Some(created)
         );
         assert!(node_b.revoke("hash-shared").await.unwrap());
-        assert_eq!(
-            node_a
-                .find_active("hash-shared", Timestamp::now())
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            redis
-                .sql()
-                .find_active("hash-shared", Timestamp::now())
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(node_a.find_active("hash-shared").await.unwrap(), None);
+        assert_eq!(redis.sql().find_active("hash-shared").await.unwrap(), None);
     }
 
     /// A node that missed Redis and read the row just before a revoke deleted it writes
@@ -337,22 +288,20 @@ mod redis_store {
         let Some(redis) = RedisSetup::on_sqlite().await else {
             return;
         };
-        let created = session(
-            "hash-revoked",
-            user(&redis.db, 4).await,
-            Duration::from_secs(60),
-        );
-        redis.node().create(&created).await.unwrap();
+        let created = redis
+            .node()
+            .create("hash-revoked", user(&redis.db, 4).await, LIFETIME)
+            .await
+            .unwrap();
         assert!(redis.node().revoke("hash-revoked").await.unwrap());
 
-        redis.sql().create(&created).await.unwrap();
+        redis
+            .sql()
+            .create("hash-revoked", created.user_id, LIFETIME)
+            .await
+            .unwrap();
         for node in [redis.node(), redis.node()] {
-            assert_eq!(
-                node.find_active("hash-revoked", Timestamp::now())
-                    .await
-                    .unwrap(),
-                None
-            );
+            assert_eq!(node.find_active("hash-revoked").await.unwrap(), None);
         }
         assert_eq!(
             redis.redis_value("hash-revoked").await.as_deref(),
@@ -362,14 +311,7 @@ mod redis_store {
             redis.node().revoke("hash-revoked").await.unwrap(),
             "revoking again deletes the row"
         );
-        assert_eq!(
-            redis
-                .sql()
-                .find_active("hash-revoked", Timestamp::now())
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(redis.sql().find_active("hash-revoked").await.unwrap(), None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,24 +320,16 @@ mod redis_store {
             return;
         };
         let node = redis.node_without_redis();
-        let created = session(
-            "hash-degraded",
-            user(&redis.db, 5).await,
-            Duration::from_secs(60),
-        );
-        node.create(&created).await.unwrap();
+        let created = node
+            .create("hash-degraded", user(&redis.db, 5).await, LIFETIME)
+            .await
+            .unwrap();
         assert_eq!(
-            node.find_active("hash-degraded", Timestamp::now())
-                .await
-                .unwrap(),
+            node.find_active("hash-degraded").await.unwrap(),
             Some(created.clone())
         );
         assert_eq!(
-            redis
-                .node()
-                .find_active("hash-degraded", Timestamp::now())
-                .await
-                .unwrap(),
+            redis.node().find_active("hash-degraded").await.unwrap(),
             Some(created),
             "a node with redis finds it in the database"
         );

@@ -52,6 +52,24 @@ impl Backend {
             Backend::Postgres => "postgres",
         }
     }
+
+    /// The database server's clock as unix microseconds (how timestamps are stored), for
+    /// statements to read the time themselves. Every node sharing a database then agrees
+    /// on what time it is, whatever its own clock says: leases, due times and expiries
+    /// that decide between nodes must use this, never a time bound from a node's clock
+    /// (see `docs/decisions/0007-database-time.md`).
+    ///
+    /// The value is fixed for the whole statement, and stable functions keep index range
+    /// scans possible: PostgreSQL's `statement_timestamp()` (not `now()`, which is the
+    /// start of the transaction and goes stale in a long one; not `clock_timestamp()`,
+    /// which changes row by row and is volatile); SQLite's `'now'`, which is fixed per
+    /// `sqlite3_step`, to the millisecond.
+    pub fn now_micros_sql(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "CAST(ROUND(unixepoch('subsec') * 1000000) AS INTEGER)",
+            Backend::Postgres => "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000000)::BIGINT",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,13 +4,13 @@
 //! Two kinds of message arrive here. Jobs a worker moved to the error queue (rejected
 //! after the ledger already says `dead`): nothing to do. Messages the broker let expire
 //! (the job's time to live ran out while it waited): the ledger marks the job dead, or,
-//! if by its clock the job has time left, the relay publishes it again.
+//! if by the database's clock the job has time left, the relay publishes it again.
 
 use super::broker::{Broker, Session};
 use super::consumer::DeliverySink;
 use super::ledger;
 use super::message::{addressed_attempt, death_reason};
-use crate::clock::Clock;
+use crate::clock::{Clock, SqlNow};
 use crate::error::JobError;
 use async_trait::async_trait;
 use lapin::message::Delivery;
@@ -33,7 +33,8 @@ impl DeadLetterSink {
         };
         let reason = death_reason(&delivery.properties).unwrap_or_default();
         if reason == "expired" {
-            if ledger::expire(&self.db, job_id, self.clock.now()).await? {
+            let now = SqlNow::new(self.db.backend(), self.clock.as_ref());
+            if ledger::expire(&self.db, job_id, now).await? {
                 tracing::warn!(job_id = %job_id, "job expired in the broker before a worker started it");
             } else {
                 ledger::redispatch(&self.db, job_id, attempt).await?;

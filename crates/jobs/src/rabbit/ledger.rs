@@ -6,14 +6,17 @@
 //! (`dispatched_attempt <= attempt`); the relay publishes it with a confirm and then
 //! records `dispatched_attempt = attempt + 1`. A received message leases the job only if
 //! the ledger still expects exactly that attempt, so duplicates, stale redeliveries and
-//! messages for jobs already finished are recognised and dropped.
+//! messages for jobs already finished are recognised and dropped. Like the SQL backend's,
+//! these statements read the time from the database ([`crate::clock`]).
 
 use super::message::Dispatch;
+use crate::clock::{micros, SqlNow};
 use crate::error::JobError;
 use crate::model::LeasedJob;
 use crate::sql_queue::{leased_from_row, LEASED_COLUMNS};
-use loadstar_core::{Id, Timestamp};
+use loadstar_core::Id;
 use loadstar_store::sql::{query, AssertSqlSafe, Row, Transaction};
+use std::time::Duration;
 
 /// An earlier job with the same ordering key is still to run or running.
 const ORDERING_BLOCKED: &str =
@@ -25,34 +28,34 @@ const ORDERING_BLOCKED: &str =
 /// publish disjoint rows.
 pub(crate) async fn due_for_dispatch(
     tx: &mut Transaction,
-    now: Timestamp,
+    now: SqlNow,
     limit: u32,
     row_locking: &str,
 ) -> Result<Vec<Dispatch>, JobError> {
+    // The time to live left is the database's to say too: the broker counts it down.
     let rows = query(AssertSqlSafe(format!(
-        "SELECT j.id, j.queue, j.kind, j.attempt, j.expires_at, j.trace_context FROM jobs j \
+        "SELECT j.id, j.queue, j.kind, j.attempt, j.expires_at - {now} AS expires_in, \
+           j.trace_context FROM jobs j \
          WHERE j.state = 'available' AND COALESCE(j.dispatched_attempt, 0) <= j.attempt \
-           AND j.run_at <= $1 AND (j.ordering_key IS NULL OR NOT {ORDERING_BLOCKED}) \
-         ORDER BY j.priority DESC, j.run_at, j.id LIMIT $2 {row_locking}"
+           AND j.run_at <= {now} AND (j.ordering_key IS NULL OR NOT {ORDERING_BLOCKED}) \
+         ORDER BY j.priority DESC, j.run_at, j.id LIMIT $2 {row_locking}",
+        now = now.sql(1)
     )))
-    .bind(now.unix_micros())
+    .bind(now.bind())
     .bind(i64::from(limit))
     .fetch_all(&mut **tx)
     .await?;
     rows.iter()
         .map(|row| {
             let attempt: i64 = row.try_get("attempt")?;
-            let expires_at: Option<i64> = row.try_get("expires_at")?;
+            let expires_in: Option<i64> = row.try_get("expires_in")?;
             Ok(Dispatch {
                 job_id: Id::from_i64(row.try_get("id")?),
                 queue: row.try_get("queue")?,
                 kind: row.try_get("kind")?,
                 attempt: u32::try_from(attempt + 1).unwrap_or(u32::MAX),
-                expires_in_ms: expires_at.map(|at| {
-                    u64::try_from((at - now.unix_micros()) / 1000)
-                        .unwrap_or(0)
-                        .max(1)
-                }),
+                expires_in_ms: expires_in
+                    .map(|micros| u64::try_from(micros / 1000).unwrap_or(0).max(1)),
                 trace_context: row.try_get("trace_context")?,
             })
         })
@@ -85,8 +88,8 @@ pub(crate) async fn lease_delivered(
     tx: &mut Transaction,
     attempts: &[(Id, u32)],
     worker: &str,
-    lease_until: Timestamp,
-    now: Timestamp,
+    lease: Duration,
+    now: SqlNow,
 ) -> Result<Vec<LeasedJob>, JobError> {
     if attempts.is_empty() {
         return Ok(Vec::new());
@@ -96,19 +99,21 @@ pub(crate) async fn lease_delivered(
         .map(|n| format!("(${}, ${})", 4 + 2 * n, 5 + 2 * n))
         .collect();
     let sql = format!(
-        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = $1, worker = $2, \
-           started_at = $3, updated_at = $3 \
-         WHERE state = 'available' AND run_at <= $3 AND (expires_at IS NULL OR expires_at > $3) \
-           AND (id, attempt + 1) IN (VALUES {}) \
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = {now} + $1, \
+           worker = $2, started_at = {now}, updated_at = {now} \
+         WHERE state = 'available' AND run_at <= {now} \
+           AND (expires_at IS NULL OR expires_at > {now}) \
+           AND (id, attempt + 1) IN (VALUES {pairs}) \
            AND id IN (SELECT j.id FROM jobs j WHERE j.state = 'available' \
                       AND (j.ordering_key IS NULL OR NOT {ORDERING_BLOCKED})) \
          RETURNING {LEASED_COLUMNS}",
-        pairs.join(", ")
+        now = now.sql(3),
+        pairs = pairs.join(", ")
     );
     let mut statement = query(AssertSqlSafe(sql.as_str()))
-        .bind(lease_until.unix_micros())
+        .bind(micros(lease))
         .bind(worker)
-        .bind(now.unix_micros());
+        .bind(now.bind());
     for (id, attempt) in attempts {
         statement = statement.bind(id.as_i64()).bind(i64::from(*attempt));
     }
@@ -135,20 +140,21 @@ pub(crate) async fn redispatch(
 }
 
 /// The broker let the message of job `id` expire: the job is dead if its time to live
-/// has passed by the ledger's clock too. `false` if it has not (clocks disagree), so the
-/// caller publishes it again.
+/// has passed by the database's clock too. `false` if it has not (the broker's clock
+/// disagrees), so the caller publishes it again.
 pub(crate) async fn expire(
     db: &loadstar_store::Database,
     id: Id,
-    now: Timestamp,
+    now: SqlNow,
 ) -> Result<bool, JobError> {
-    let expired = query(
-        "UPDATE jobs SET state = 'dead', finished_at = $2, updated_at = $2, \
+    let expired = query(AssertSqlSafe(format!(
+        "UPDATE jobs SET state = 'dead', finished_at = {now}, updated_at = {now}, \
            last_error = 'expired before a worker started it' \
-         WHERE id = $1 AND state = 'available' AND expires_at IS NOT NULL AND expires_at <= $2",
-    )
+         WHERE id = $1 AND state = 'available' AND expires_at IS NOT NULL AND expires_at <= {now}",
+        now = now.sql(2)
+    )))
     .bind(id.as_i64())
-    .bind(now.unix_micros())
+    .bind(now.bind())
     .execute(db.writer())
     .await?
     .rows_affected();

@@ -144,13 +144,9 @@ impl RabbitJobQueue {
         lease: Duration,
         received: &[Received],
     ) -> Result<Vec<Leasing>, JobError> {
-        let now = self.ledger.clock().now();
         let wanted = u32::try_from(received.len()).unwrap_or(u32::MAX);
         let mut tx = self.ledger.database().writer().begin().await?;
-        let allowance = self
-            .ledger
-            .rate_allowance(&mut tx, queue, now, wanted)
-            .await?;
+        let allowance = self.ledger.rate_allowance(&mut tx, queue, wanted).await?;
         let allowed = received
             .len()
             .min(usize::try_from(allowance).unwrap_or(usize::MAX));
@@ -159,7 +155,7 @@ impl RabbitJobQueue {
             .map(|message| (message.job_id, message.attempt))
             .collect();
         let mut leased: HashMap<Id, LeasedJob> =
-            ledger::lease_delivered(&mut tx, &attempts, worker, now.plus(lease), now)
+            ledger::lease_delivered(&mut tx, &attempts, worker, lease, self.ledger.now())
                 .await?
                 .into_iter()
                 .map(|job| (job.id, job))
@@ -215,7 +211,7 @@ impl JobQueue for RabbitJobQueue {
         limit: u32,
     ) -> Result<Vec<LeasedJob>, JobError> {
         self.ledger.sweep_queue(queue).await?;
-        for stale in self.inbox.release_expired(self.ledger.clock().now()) {
+        for stale in self.inbox.release_expired(self.ledger.local_now()) {
             stale.ack().await;
         }
         self.relay_wake.notify_one();
@@ -236,7 +232,10 @@ impl JobQueue for RabbitJobQueue {
         for (message, outcome) in received.into_iter().zip(outcomes) {
             match outcome {
                 Leasing::Leased(job) => {
-                    self.inbox.hold(message, job.lease_until);
+                    // Held by this process's clock: the lease's end in the database's
+                    // time means nothing to it.
+                    self.inbox
+                        .hold(message, self.ledger.local_now().plus(lease));
                     jobs.push(job);
                 }
                 Leasing::NotNow => not_now.push(message),
@@ -257,8 +256,9 @@ impl JobQueue for RabbitJobQueue {
         lease: Duration,
     ) -> Result<Option<Timestamp>, JobError> {
         let extended = self.ledger.heartbeat(job, lease).await?;
-        if let Some(until) = extended {
-            self.inbox.extend(job.id, job.attempt, until);
+        if extended.is_some() {
+            self.inbox
+                .extend(job.id, job.attempt, self.ledger.local_now().plus(lease));
         }
         Ok(extended)
     }

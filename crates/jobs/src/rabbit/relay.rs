@@ -73,9 +73,10 @@ impl Relay {
     /// Publishes one batch; returns how many rows it dispatched.
     async fn pass(&self) -> Result<usize, JobError> {
         let db = self.ledger.database();
-        let now = self.ledger.clock().now();
         let mut tx = db.writer().begin().await?;
-        let due = ledger::due_for_dispatch(&mut tx, now, BATCH, self.ledger.row_locking()).await?;
+        let due =
+            ledger::due_for_dispatch(&mut tx, self.ledger.now(), BATCH, self.ledger.row_locking())
+                .await?;
         if due.is_empty() {
             tx.commit().await?;
             return Ok(0);

@@ -1,6 +1,7 @@
 //! Running real processes from tests: the `loadstar` binary with a clean environment,
 //! its JSON log lines and waiting for one of them; a node that listens on HTTP; a
-//! private `redis-server` that a test may kill.
+//! worker; a clock set off for one process (libfaketime); a private `redis-server` that
+//! a test may kill.
 #![allow(dead_code)] // each test crate uses a different part
 
 use serde_json::{json, Value};
@@ -109,16 +110,11 @@ impl Node {
             env.iter()
                 .map(|(key, value)| (key.as_ref(), value.as_ref())),
         );
-        let started = Self::start_command(command);
-        let lines = started.lines;
-        // Keep draining the log so the child never blocks on a full pipe.
-        let kept = started.node.logs.clone();
-        std::thread::spawn(move || {
-            while let Ok(line) = lines.recv() {
-                kept.lock().unwrap().push(line);
-            }
-        });
-        started.node
+        let StartedNode {
+            mut node, lines, ..
+        } = Self::start_command(command);
+        node.logs = keep_lines(lines);
+        node
     }
 
     /// Starts `command` (a serving role on `--listen 127.0.0.1:0`, JSON logs) and waits
@@ -165,17 +161,7 @@ impl Node {
 
     /// How many logged lines have a message starting with `prefix`.
     pub fn count_logs(&self, prefix: &str) -> usize {
-        self.logs
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|entry| {
-                entry["message"]
-                    .as_str()
-                    .is_some_and(|message| message.starts_with(prefix))
-            })
-            .count()
+        count_messages(&self.logs, prefix)
     }
 
     /// Lines logged at `level` (`WARN`, `ERROR`).
@@ -207,6 +193,114 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Keeps draining `lines` into the returned list, so the child never blocks on a full
+/// pipe and the test can read what it logged.
+fn keep_lines(lines: mpsc::Receiver<String>) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = logs.clone();
+    std::thread::spawn(move || {
+        while let Ok(line) = lines.recv() {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    logs
+}
+
+/// How many of `logs` have a message starting with `prefix`.
+fn count_messages(logs: &std::sync::Mutex<Vec<String>>, prefix: &str) -> usize {
+    logs.lock()
+        .unwrap()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|entry| {
+            entry["message"]
+                .as_str()
+                .is_some_and(|message| message.starts_with(prefix))
+        })
+        .count()
+}
+
+/// A `loadstar worker` process, its log kept; killed when dropped.
+pub struct Worker {
+    pub child: Child,
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Worker {
+    /// Starts `loadstar worker` with `env` (JSON logs wanted) and waits until its pools
+    /// run.
+    pub fn start<K: AsRef<str>, V: AsRef<str>>(env: &[(K, V)]) -> Self {
+        let mut command = loadstar(&["worker"]);
+        command.envs(
+            env.iter()
+                .map(|(key, value)| (key.as_ref(), value.as_ref())),
+        );
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = stdout_lines(&mut child);
+        wait_for_log(&lines, "worker pool started", Duration::from_secs(30));
+        let logs = keep_lines(lines);
+        Self { child, logs }
+    }
+
+    /// The process id, which the worker ids it leases jobs under contain.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Lines logged at `level` whose text contains `text`.
+    pub fn logs_containing(&self, level: &str, text: &str) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(text))
+            .filter(|line| {
+                serde_json::from_str::<Value>(line).is_ok_and(|entry| entry["level"] == level)
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The environment that sets a process's wall clock `offset` off the host's (`"+60s"`,
+/// `"-60s"`), as Debian's `faketime` command would (libfaketime preloaded); `None` when
+/// `faketime` is not installed. Setting the variables on the `loadstar` process itself,
+/// rather than running it under the `faketime` wrapper, keeps the child's pid the
+/// process's own (the wrapper forks and waits, so killing it would orphan the process).
+/// The monotonic clock stays true: timers and timeouts are not what is being tested.
+pub fn skewed_clock(offset: &str) -> Option<Vec<(String, String)>> {
+    let output = Command::new("faketime")
+        .args(["-f", offset, "env"])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let set_by_faketime = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(key, _)| *key == "LD_PRELOAD" || *key == "FAKETIME")
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect::<Vec<_>>();
+    if set_by_faketime.len() != 2 {
+        return None;
+    }
+    let mut env = set_by_faketime;
+    env.push(("FAKETIME_DONT_FAKE_MONOTONIC".to_owned(), "1".to_owned()));
+    Some(env)
 }
 
 /// A `redis-server` of the test's own, on a free port, keeping nothing on disk, so the

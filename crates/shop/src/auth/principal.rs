@@ -6,7 +6,7 @@ use crate::state::ShopState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use loadstar_core::{Id, Timestamp};
+use loadstar_core::Id;
 use loadstar_store::sql::{query, Row};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -128,13 +128,14 @@ impl FromRequestParts<ShopState> for Principal {
 
 async fn authenticate_session(state: &ShopState, token: &str) -> Result<Principal, ShopError> {
     let token_hash = hash_secret(token);
-    let session = state
-        .sessions
-        .find_active(&token_hash, Timestamp::now())
-        .await?
-        .ok_or(ShopError::Unauthenticated(
-            "the session token is invalid or expired",
-        ))?;
+    let session =
+        state
+            .sessions
+            .find_active(&token_hash)
+            .await?
+            .ok_or(ShopError::Unauthenticated(
+                "the session token is invalid or expired",
+            ))?;
     let role = user_role(state, session.user_id)
         .await?
         .ok_or(ShopError::Unauthenticated(

@@ -11,6 +11,9 @@
 //!   the session. A failed Redis write is tolerated: the row serves until a read refills.
 //! - `find_active` reads Redis; a miss (or a Redis that fails) falls back to the row, and
 //!   a row found after a miss is written back to Redis.
+//! - Expiry is the database's: a Redis entry lives (`PX`) exactly the time the database
+//!   says its session has left, and Redis removes it then, so no node compares it with
+//!   its own clock, which may be off.
 //! - `revoke` must hold on every node at once and forever, so Redis comes first: it
 //!   replaces the entry with a revocation marker that lives as long as the session
 //!   would have, then deletes the row. A read that missed Redis and read the row just
@@ -36,8 +39,8 @@ use std::time::Duration;
 /// The value of a revoked session's key.
 const REVOKED: &str = "revoked";
 
-/// A revocation marker outlives its session by this much, so a node whose clock runs
-/// behind cannot refill the session in the last moments of its life.
+/// A revocation marker outlives its session by this much, so a read that found the row
+/// just before the revoke, and writes it back a moment later, meets the marker still.
 const REVOKED_MARGIN: Duration = Duration::from_secs(60);
 
 /// Stores an entry unless the key holds a revocation marker.
@@ -120,10 +123,10 @@ impl RedisSessionStore {
         })
     }
 
-    /// Writes `session` to Redis unless it was revoked; `Ok` without writing when it has
-    /// already expired.
-    async fn store(&self, session: &Session) -> Result<(), CacheError> {
-        let Some(lifetime_ms) = millis_until(session.expires_at, Duration::ZERO) else {
+    /// Writes `session` to Redis for `time_left` unless it was revoked; `Ok` without
+    /// writing when it has no time left.
+    async fn store(&self, session: &Session, time_left: Duration) -> Result<(), CacheError> {
+        let Some(lifetime_ms) = whole_millis(time_left) else {
             return Ok(());
         };
         let key = self.key(&session.token_hash);
@@ -140,36 +143,38 @@ impl RedisSessionStore {
 
 #[async_trait]
 impl SessionStore for RedisSessionStore {
-    async fn create(&self, session: &Session) -> Result<(), ShopError> {
-        self.sql.create(session).await?;
-        if let Err(error) = self.store(session).await {
-            tracing::debug!(error = %error, "session not written to redis; the database copy serves");
-        }
-        Ok(())
-    }
-
-    async fn find_active(
+    async fn create(
         &self,
         token_hash: &str,
-        now: Timestamp,
-    ) -> Result<Option<Session>, ShopError> {
+        user_id: Id,
+        lifetime: Duration,
+    ) -> Result<Session, ShopError> {
+        let session = self.sql.create(token_hash, user_id, lifetime).await?;
+        if let Err(error) = self.store(&session, lifetime).await {
+            tracing::debug!(error = %error, "session not written to redis; the database copy serves");
+        }
+        Ok(session)
+    }
+
+    async fn find_active(&self, token_hash: &str) -> Result<Option<Session>, ShopError> {
         let refill = match self.read(token_hash).await {
             Ok(Entry::Revoked) => return Ok(None),
-            Ok(Entry::Live(session)) if session.expires_at > now => return Ok(Some(session)),
-            Ok(Entry::Live(_) | Entry::Missing) => true,
+            // Redis drops the entry when the database says the session ends.
+            Ok(Entry::Live(session)) => return Ok(Some(session)),
+            Ok(Entry::Missing) => true,
             Err(error) => {
                 // Writing back to a Redis that just failed would cost a second timeout.
                 tracing::debug!(error = %error, "redis unavailable for a session read; reading the database");
                 false
             }
         };
-        let found = self.sql.find_active(token_hash, now).await?;
-        if let (true, Some(session)) = (refill, &found) {
-            if let Err(error) = self.store(session).await {
+        let found = self.sql.find_with_time_left(token_hash).await?;
+        if let (true, Some((session, time_left))) = (refill, &found) {
+            if let Err(error) = self.store(session, *time_left).await {
                 tracing::debug!(error = %error, "session not written back to redis");
             }
         }
-        Ok(found)
+        Ok(found.map(|(session, _)| session))
     }
 
     async fn revoke(&self, token_hash: &str) -> Result<bool, ShopError> {
@@ -177,9 +182,9 @@ impl SessionStore for RedisSessionStore {
         // which is as long as the session is active.
         let marker_ms = self
             .sql
-            .find_active(token_hash, Timestamp::now())
+            .find_with_time_left(token_hash)
             .await?
-            .and_then(|session| millis_until(session.expires_at, REVOKED_MARGIN))
+            .and_then(|(_, time_left)| whole_millis(time_left.saturating_add(REVOKED_MARGIN)))
             .unwrap_or(0);
         let key = self.key(token_hash);
         let mut invocation = REVOKE.prepare_invoke();
@@ -195,14 +200,9 @@ impl SessionStore for RedisSessionStore {
     }
 }
 
-/// Milliseconds from now until `instant + margin`, rounded up; `None` if that has passed.
-fn millis_until(instant: Timestamp, margin: Duration) -> Option<u64> {
-    let margin_micros = i64::try_from(margin.as_micros()).unwrap_or(i64::MAX);
-    let remaining_micros = instant
-        .unix_micros()
-        .saturating_add(margin_micros)
-        .saturating_sub(Timestamp::now().unix_micros());
-    u64::try_from(remaining_micros)
+/// `duration` in milliseconds, rounded up (Redis's `PX`); `None` for no time at all.
+fn whole_millis(duration: Duration) -> Option<u64> {
+    u64::try_from(duration.as_micros())
         .ok()
         .filter(|&micros| micros > 0)
         .map(|micros| micros.div_ceil(1_000))

@@ -4,6 +4,7 @@
 use crate::error::ShopError;
 use async_trait::async_trait;
 use loadstar_core::{Id, Timestamp};
+use std::time::Duration;
 
 /// A login session, keyed by the hash of its bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,16 +17,23 @@ pub struct Session {
 
 /// Storage of sessions. Implementations must make `revoke` take effect for every node
 /// at once: a logged-out token is never accepted again.
+///
+/// A session's life is measured by the database server's clock, which every api node
+/// shares: a node whose own clock is off neither accepts an expired session nor rejects
+/// a live one (see `docs/decisions/0007-database-time.md`).
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    async fn create(&self, session: &Session) -> Result<(), ShopError>;
-
-    /// The session with this token hash, if it exists and has not expired at `now`.
-    async fn find_active(
+    /// Creates the session of `token_hash` for `user_id`, expiring `lifetime` from now;
+    /// returns it as stored.
+    async fn create(
         &self,
         token_hash: &str,
-        now: Timestamp,
-    ) -> Result<Option<Session>, ShopError>;
+        user_id: Id,
+        lifetime: Duration,
+    ) -> Result<Session, ShopError>;
+
+    /// The session with this token hash, if it exists and has not expired.
+    async fn find_active(&self, token_hash: &str) -> Result<Option<Session>, ShopError>;
 
     /// Deletes the session; returns whether it existed.
     async fn revoke(&self, token_hash: &str) -> Result<bool, ShopError>;
