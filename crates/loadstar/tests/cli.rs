@@ -186,14 +186,7 @@ async fn sim_payments_serves_charges_on_its_listen_address_and_stops_on_sigterm(
             .unwrap();
         assert_eq!(response.status(), 201);
     }
-    let stats: Value = client
-        .get(format!("{url}/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = process::simulator_stats(&client, &url).await;
     assert_eq!(stats["charges"], 1);
     assert_eq!(stats["repeatedAttempts"], 1);
 

@@ -16,8 +16,8 @@ use loadstar_core::test_support::poll_until;
 use loadstar_store::sql::{query, AssertSqlSafe, Row};
 use loadstar_store::Database;
 use process::{
-    admin_token, create_admin, create_product, login, sign_up_buyer, skewed_clock, temp_data_dir,
-    Node, Worker, BUYER_EMAIL, BUYER_PASSWORD,
+    create_admin, login, sign_up_buyer, skewed_clock, temp_data_dir, Node, Worker, BUYER_EMAIL,
+    BUYER_PASSWORD,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -118,12 +118,8 @@ async fn two_workers_one_skewed_by(offset: &str) {
     let skewed = Worker::start(&[env.clone(), node("3"), skew].concat());
 
     let http = reqwest::Client::new();
-    let admin_token = admin_token(&http, &api.url).await;
-    let product_id = create_product(&http, &api.url, &admin_token, "skew-1", 1000).await;
-    sign_up_buyer(&http, &api.url).await;
-    let buyer = login(&http, &api.url, BUYER_EMAIL, BUYER_PASSWORD).await;
-    let token = buyer["token"].as_str().unwrap().to_owned();
-    let user_id = buyer["userId"].as_str().unwrap().to_owned();
+    let (product_id, token, user_id) =
+        process::stocked_shop_and_buyer(&http, &api.url, "skew-1", 1000).await;
     for _ in 0..ORDERS {
         let placed = http
             .post(format!("{}/v1/users/{user_id}/orders", api.url))
@@ -160,14 +156,7 @@ async fn two_workers_one_skewed_by(offset: &str) {
     })
     .await;
 
-    let stats: Value = http
-        .get(format!("{payments_url}/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = process::simulator_stats(&http, &payments_url).await;
     // A charge is requested again only after a failed attempt (a genuine retry) or when
     // a second worker runs a job whose lease it took.
     let failed_charges = count(

@@ -180,14 +180,7 @@ async fn kill_workers_mid_job(queue_env: Vec<(String, String)>) {
     })
     .await;
 
-    let stats: Value = http
-        .get(format!("{payments_url}/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = process::simulator_stats(&http, &payments_url).await;
     assert_eq!(
         stats["charges"], ORDERS,
         "each order charged exactly once: {stats}"

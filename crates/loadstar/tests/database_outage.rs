@@ -14,8 +14,7 @@ mod process;
 
 use loadstar_core::test_support::{poll_until, FaultProxy, ProxyMode};
 use loadstar_store::test_support::PrivatePostgres;
-use process::{admin_token, create_admin, create_product, login, sign_up_buyer, Node};
-use process::{BUYER_EMAIL, BUYER_PASSWORD};
+use process::{create_admin, Node};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,15 +111,13 @@ async fn deployment_charging_at(proxy: &FaultProxy, payments_url: &str) -> (Node
     create_admin(env.iter().map(|(k, v)| (k, v)));
     let node = Node::start("serve", &env);
     let http = Client::new();
-    let admin = admin_token(&http, &node.url).await;
-    let product = create_product(&http, &node.url, &admin, "outage-mug", 1_000_000).await;
-    sign_up_buyer(&http, &node.url).await;
-    let session = login(&http, &node.url, BUYER_EMAIL, BUYER_PASSWORD).await;
+    let (product, token, user) =
+        process::stocked_shop_and_buyer(&http, &node.url, "outage-mug", 1_000_000).await;
     let shop = Shop {
         http,
         url: node.url.clone(),
-        token: session["token"].as_str().unwrap().to_owned(),
-        user: session["userId"].as_str().unwrap().to_owned(),
+        token,
+        user,
         product,
     };
     (node, shop)
@@ -394,14 +391,7 @@ async fn a_job_outcome_lost_to_an_outage_is_recorded_when_the_database_returns()
     let stats = |field: &'static str| {
         let (http, url) = (Client::new(), payments_url.clone());
         async move {
-            let stats: Value = http
-                .get(format!("{url}/stats"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let stats = process::simulator_stats(&http, &url).await;
             stats[field].as_u64().unwrap()
         }
     };

@@ -13,7 +13,7 @@
 mod process;
 
 use loadstar_store::test_support::SmallDisk;
-use process::{admin_token, create_admin, create_product, login, sign_up_buyer, Node};
+use process::{create_admin, login, Node};
 use process::{BUYER_EMAIL, BUYER_PASSWORD};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -160,12 +160,8 @@ async fn every_order_answered_201_survives_a_disk_that_fills_and_frees() {
     create_admin(env.iter().map(|(k, v)| (k, v)));
     let mut node = Node::start("serve", &env);
     let http = reqwest::Client::new();
-    let admin = admin_token(&http, &node.url).await;
-    let product = create_product(&http, &node.url, &admin, "disk-full-mug", 1_000_000).await;
-    sign_up_buyer(&http, &node.url).await;
-    let session = login(&http, &node.url, BUYER_EMAIL, BUYER_PASSWORD).await;
-    let token = session["token"].as_str().unwrap().to_owned();
-    let user_id = session["userId"].as_str().unwrap().to_owned();
+    let (product, token, user_id) =
+        process::stocked_shop_and_buyer(&http, &node.url, "disk-full-mug", 1_000_000).await;
 
     let outcomes = Arc::new(Mutex::new(Outcomes::default()));
     let freed = Arc::new(Mutex::new(None));

@@ -462,3 +462,34 @@ pub async fn start_payment_simulator(
     tokio::spawn(simulator.run_until_stopped(stop.clone()));
     (url, stop)
 }
+
+/// The payment simulator's counters (`GET /stats`) at `payments_url`.
+pub async fn simulator_stats(http: &reqwest::Client, payments_url: &str) -> Value {
+    http.get(format!("{payments_url}/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A stocked shop and a logged-in customer, through the API at `url`: the administrator
+/// (made beforehand with [`create_admin`]) creates product `sku` with `stock` units, the
+/// buyer signs up and logs in. Returns the product id, the buyer's token and user id.
+pub async fn stocked_shop_and_buyer(
+    http: &reqwest::Client,
+    url: &str,
+    sku: &str,
+    stock: i64,
+) -> (String, String, String) {
+    let admin = admin_token(http, url).await;
+    let product = create_product(http, url, &admin, sku, stock).await;
+    sign_up_buyer(http, url).await;
+    let session = login(http, url, BUYER_EMAIL, BUYER_PASSWORD).await;
+    (
+        product,
+        session["token"].as_str().unwrap().to_owned(),
+        session["userId"].as_str().unwrap().to_owned(),
+    )
+}
