@@ -21,21 +21,27 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// sqlx's pool warns for every connection that fails its release check, dozens of lines
-/// per database outage; the store's health monitor logs the outage itself, once. Unless
-/// the operator asked for that target explicitly, only its errors are kept.
-fn with_quiet_pool(level: &str) -> String {
-    if level.contains("sqlx") {
-        level.to_owned()
-    } else {
-        format!("{level},sqlx_core::pool=error")
-    }
+/// Drivers that log each failed connection themselves: sqlx's pool warns for every
+/// connection that fails its release check (dozens of lines per database outage), and
+/// lapin logs an ERROR per broken connection, at every outage of the broker. The store's
+/// health monitor and the job backend's broker log each outage themselves, once, with
+/// the driver's error as the cause; so unless the operator names such a target in
+/// `log.level`, these keep only what their own targets mean by it.
+const QUIET_DRIVERS: &[(&str, &str)] = &[("sqlx", "sqlx_core::pool=error"), ("lapin", "lapin=off")];
+
+fn with_quiet_drivers(level: &str) -> String {
+    QUIET_DRIVERS
+        .iter()
+        .filter(|(target, _)| !level.contains(target))
+        .fold(level.to_owned(), |filter, (_, quiet)| {
+            format!("{filter},{quiet}")
+        })
 }
 
 /// Installs the global log subscriber. JSON lines when stdout is not a terminal (or
 /// `log.format = "json"`), readable text otherwise. A second call is a no-op.
 pub fn init_logging(config: &LogConfig) {
-    let filter = EnvFilter::try_new(with_quiet_pool(&config.level))
+    let filter = EnvFilter::try_new(with_quiet_drivers(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match config.format {
         LogFormat::Json => true,

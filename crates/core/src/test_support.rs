@@ -34,6 +34,10 @@ pub enum ProxyMode {
     /// hanging: a partition, or a server that vanished without closing anything. The
     /// worst case for a client, which learns of it only from its own deadlines.
     Silent,
+    /// The network is back for new connections, but those that went silent stay silent
+    /// for good: a NAT or firewall that forgot them drops their packets, and nobody sends
+    /// a reset. Only the client's own deadlines and heartbeats get it off them.
+    Stranded,
 }
 
 /// A TCP proxy in front of a real server, for tests of what a client does when the
@@ -104,12 +108,16 @@ async fn forward(
     };
     let faulted = tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
-        _ = mode.wait_for(|mode| *mode != ProxyMode::Pass) => true,
+        _ = mode.wait_for(|mode| matches!(mode, ProxyMode::Silent | ProxyMode::Cut)) => true,
     };
     if faulted {
         // Silent: hold both sockets open without moving a byte until the partition heals;
         // then close them, as real ones would be dead by then (either side's deadline has
-        // given up on them). Cut: close at once.
-        let _ = mode.wait_for(|mode| *mode != ProxyMode::Silent).await;
+        // given up on them), unless stranded: then hold them until a cut. Cut: close at
+        // once.
+        let healed = mode.wait_for(|mode| *mode != ProxyMode::Silent).await;
+        if healed.is_ok_and(|mode| *mode == ProxyMode::Stranded) {
+            let _ = mode.wait_for(|mode| *mode == ProxyMode::Cut).await;
+        }
     }
 }

@@ -34,6 +34,12 @@ pub fn configured_queue(
             let settings = RabbitSettings {
                 prefix: config.queue.rabbitmq_prefix.clone(),
                 prefetch: config.queue.rabbitmq_prefetch,
+                heartbeat: std::time::Duration::from_secs(u64::from(
+                    config.queue.rabbitmq_heartbeat_secs,
+                )),
+                operation_timeout: std::time::Duration::from_millis(
+                    config.queue.rabbitmq_operation_timeout_ms,
+                ),
                 idle_queue_expiry: match config.queue.rabbitmq_idle_queue_expiry_secs {
                     0 => None,
                     secs => Some(std::time::Duration::from_secs(secs)),

@@ -5,6 +5,7 @@
 
 mod support;
 
+use loadstar_core::test_support::{FaultProxy, ProxyMode};
 use loadstar_core::IdGenerator;
 use loadstar_jobs::{
     JobQueue, JobState, LeasedJob, ManualClock, NewJob, RabbitJobQueue, RabbitSettings, SqlJobQueue,
@@ -66,6 +67,8 @@ impl Proxy {
 
 struct Setup {
     proxy: Proxy,
+    /// The broker itself, for proxies of other kinds.
+    upstream: SocketAddr,
     db: Database,
     clock: Arc<ManualClock>,
     /// Shared by every instance: one deployment, several processes.
@@ -87,6 +90,7 @@ async fn setup() -> Option<Setup> {
         .unwrap();
     Some(Setup {
         proxy: Proxy::start(upstream).await,
+        upstream,
         db: support::ledger_database().await,
         clock: Arc::new(ManualClock::new()),
         settings: support::test_settings(url),
@@ -97,10 +101,15 @@ impl Setup {
     /// A backend instance (one per simulated process) reaching the broker through the
     /// proxy when `via_proxy`, directly otherwise.
     fn queue(&self, node: u16, via_proxy: bool) -> RabbitJobQueue {
+        self.queue_through(node, via_proxy.then_some(self.proxy.addr))
+    }
+
+    /// A backend instance reaching the broker at `proxy` (directly when `None`).
+    fn queue_through(&self, node: u16, proxy: Option<SocketAddr>) -> RabbitJobQueue {
         let mut url =
             url::Url::parse(&std::env::var("LOADSTAR_TEST_RABBITMQ_URL").unwrap()).unwrap();
-        if via_proxy {
-            url.set_port(Some(self.proxy.addr.port())).unwrap();
+        if let Some(proxy) = proxy {
+            url.set_port(Some(proxy.port())).unwrap();
         }
         let ledger = SqlJobQueue::new(
             self.db.clone(),
@@ -239,4 +248,105 @@ async fn the_job_of_a_worker_that_lost_its_broker_goes_to_another_when_its_lease
         survivor.get(id).await.unwrap().unwrap().state,
         JobState::Completed
     );
+}
+
+/// Runs `operation`, failing the test if it has not returned after `limit`: what a
+/// worker would do forever if a broker call had no deadline.
+async fn returns<T>(
+    what: &str,
+    limit: Duration,
+    operation: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::time::timeout(limit, operation)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for {} s", limit.as_secs()))
+}
+
+/// The network to the broker goes silent: no byte moves and nothing is closed, neither
+/// the open connections nor new ones (a partition, a broker host that vanished). Then it
+/// comes back for new connections only; the old ones stay silent for good. No call waits
+/// on them past the operation deadline, the backend's own heartbeat gives them up, and
+/// every job enqueued in between runs once, soon after the network is back (the goal
+/// is 20 s; on lapin's defaults it took 140 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_network_stalls_no_worker_for_good() {
+    let Some(setup) = setup().await else { return };
+    let proxy = FaultProxy::start(setup.upstream).await;
+    let queue = setup.queue_through(1, Some(proxy.address()));
+    let hang_guard = Duration::from_secs(30);
+
+    // Connected and consuming: one job done, one still running when the network fails.
+    for n in 0..2 {
+        queue
+            .enqueue(NewJob::new("default", format!("before-{n}"), vec![]))
+            .await
+            .unwrap();
+    }
+    let before = fetch_expecting(&queue, "w1", 2).await;
+    assert!(queue.complete(&before[0]).await.unwrap());
+
+    proxy.set_mode(ProxyMode::Silent);
+    let mut ids = HashSet::new();
+    for n in 0..10 {
+        let id = returns(
+            "an enqueue",
+            hang_guard,
+            queue.enqueue(NewJob::new("default", format!("during-{n}"), vec![])),
+        )
+        .await
+        .expect("enqueue needs only the database");
+        ids.insert(id);
+    }
+    // The running job settles; its ack goes into the silence.
+    assert!(
+        returns("a complete", hang_guard, queue.complete(&before[1]))
+            .await
+            .unwrap()
+    );
+    // Workers keep asking while the relay's publish and confirm wait on the silence, time
+    // out, and its reconnects hang in turn: every fetch returns.
+    let mut ran = HashSet::new();
+    for _ in 0..20 {
+        let fetched = returns(
+            "a fetch",
+            hang_guard,
+            queue.fetch("default", "w1", LEASE, 10),
+        )
+        .await;
+        for job in fetched.unwrap_or_default() {
+            assert!(queue.complete(&job).await.unwrap());
+            assert!(ran.insert(job.id), "job {} ran twice", job.id);
+        }
+    }
+
+    proxy.set_mode(ProxyMode::Stranded);
+    let back = Instant::now();
+    while ran.len() < ids.len() {
+        assert!(
+            back.elapsed() < Duration::from_secs(20),
+            "{} of {} jobs ran in the 20 s after the network came back",
+            ran.len(),
+            ids.len()
+        );
+        let fetched = returns(
+            "a fetch",
+            hang_guard,
+            queue.fetch("default", "w2", LEASE, 10),
+        )
+        .await;
+        for job in fetched.unwrap_or_default() {
+            assert!(queue.complete(&job).await.unwrap());
+            assert!(ran.insert(job.id), "job {} ran twice", job.id);
+        }
+    }
+    assert_eq!(ran, ids);
+    for job in before {
+        let job = queue.get(job.id).await.unwrap().unwrap();
+        assert_eq!((job.state, job.attempts.len()), (JobState::Completed, 1));
+    }
+    for id in ids {
+        let job = queue.get(id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Completed);
+        assert_eq!(job.attempts.len(), 1, "one delivery each");
+    }
 }

@@ -352,8 +352,8 @@ pub struct QueueConfig {
     /// database as the domain. `rabbitmq` keeps the job ledger (state, history, error
     /// queue) in that database too, and delivers through the broker.
     pub backend: Option<QueueBackend>,
-    /// The broker for `backend = "rabbitmq"`: `amqp://user:pass@host:5672/%2f`
-    /// (`?heartbeat=10` detects a dead broker sooner); printed redacted.
+    /// The broker for `backend = "rabbitmq"`: `amqp://user:pass@host:5672/%2f`; a
+    /// `?heartbeat=` in it overrides `rabbitmq_heartbeat_secs`. Printed redacted.
     #[serde(serialize_with = "serialize_redacted_url")]
     pub rabbitmq_url: String,
     /// Prefix of every exchange and queue name on the broker.
@@ -364,6 +364,13 @@ pub struct QueueConfig {
     /// Let the broker delete job queues nobody used for this long (0: keep them). For
     /// short-lived deployments sharing a broker, such as test runs.
     pub rabbitmq_idle_queue_expiry_secs: u64,
+    /// AMQP heartbeat proposed to the broker: a connection silent for two intervals is
+    /// given up and made anew, so workers resume within seconds of a network that went
+    /// quiet without closing anything.
+    pub rabbitmq_heartbeat_secs: u16,
+    /// Deadline of every broker operation (connect, declare, consume, publish and its
+    /// confirm, ack); past it the connection counts as lost.
+    pub rabbitmq_operation_timeout_ms: u64,
 }
 
 impl Default for QueueConfig {
@@ -374,6 +381,8 @@ impl Default for QueueConfig {
             rabbitmq_prefix: "loadstar".to_owned(),
             rabbitmq_prefetch: 64,
             rabbitmq_idle_queue_expiry_secs: 0,
+            rabbitmq_heartbeat_secs: 5,
+            rabbitmq_operation_timeout_ms: 5000,
         }
     }
 }
@@ -556,6 +565,13 @@ impl Config {
         if self.queue.rabbitmq_prefetch == 0 {
             return Err(ConfigError::Rule(
                 "queue.rabbitmq_prefetch must be at least 1".to_owned(),
+            ));
+        }
+        if self.queue.rabbitmq_heartbeat_secs == 0 || self.queue.rabbitmq_operation_timeout_ms == 0
+        {
+            return Err(ConfigError::Rule(
+                "queue.rabbitmq_heartbeat_secs and queue.rabbitmq_operation_timeout_ms must be at least 1 (a silent network would otherwise stall workers for good)"
+                    .to_owned(),
             ));
         }
         self.cache.validate().map_err(ConfigError::Rule)?;

@@ -1,5 +1,9 @@
 //! A broker consumer that keeps consuming: across lost connections, broker restarts and
 //! cancelled consumers, until the backend stops.
+//!
+//! Waiting for the next message is the one broker wait without a deadline of its own: a
+//! quiet queue is normal. It ends when the session is discarded (another operation on it
+//! failed) or when the heartbeat finds the connection dead.
 
 use super::broker::{unavailable, Broker, Session};
 use crate::error::JobError;
@@ -40,8 +44,15 @@ pub(crate) async fn consume_forever(
             () = stop.cancelled() => return,
             outcome = consume_session(&broker, sink.as_ref(), &broker_queue, prefetch) => outcome,
         };
-        if let Err(error) = outcome {
-            tracing::warn!(queue = %broker_queue, error = %error, "rabbitmq consumer stopped; resuming");
+        match outcome {
+            // The broker's own state change is logged once, by the broker.
+            Err(error @ JobError::Unavailable(_)) => {
+                tracing::debug!(queue = %broker_queue, error = %error, "rabbitmq consumer stopped; resuming");
+            }
+            Err(error) => {
+                tracing::warn!(queue = %broker_queue, error = %error, "rabbitmq consumer stopped; resuming");
+            }
+            Ok(()) => {}
         }
         tokio::select! {
             () = stop.cancelled() => return,
@@ -59,34 +70,44 @@ async fn consume_session(
     let session = broker.session().await?;
     let outcome = async {
         sink.prepare(broker, &session).await?;
-        let channel = session
-            .connection
-            .create_channel()
-            .await
-            .map_err(unavailable)?;
-        channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await
-            .map_err(unavailable)?;
-        let mut consumer = channel
-            .basic_consume(
-                broker_queue.into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
+        let channel = broker
+            .within("channel.open", session.connection.create_channel())
+            .await?;
+        broker
+            .within(
+                "basic.qos",
+                channel.basic_qos(prefetch, BasicQosOptions::default()),
             )
-            .await
-            .map_err(unavailable)?;
-        while let Some(delivery) = consumer.next().await {
+            .await?;
+        let mut consumer = broker
+            .within(
+                "basic.consume",
+                channel.basic_consume(
+                    broker_queue.into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                ),
+            )
+            .await?;
+        loop {
+            let delivery = tokio::select! {
+                () = session.lost() => {
+                    return Err(JobError::Unavailable("rabbitmq session discarded".to_owned()));
+                }
+                delivery = consumer.next() => delivery,
+            };
+            let Some(delivery) = delivery else {
+                return Err(JobError::Backend(format!(
+                    "the broker cancelled the consumer of {broker_queue}"
+                )));
+            };
             sink.deliver(delivery.map_err(unavailable)?, session.generation)
                 .await;
         }
-        Err(JobError::Unavailable(format!(
-            "the broker cancelled the consumer of {broker_queue}"
-        )))
     }
     .await;
     sink.session_lost(session.generation);
-    broker.discard(&session).await;
+    broker.discard(&session);
     outcome
 }

@@ -6,7 +6,7 @@
 //! (the job's time to live ran out while it waited): the ledger marks the job dead, or,
 //! if by the database's clock the job has time left, the relay publishes it again.
 
-use super::broker::{Broker, Session};
+use super::broker::{within, Broker, Session};
 use super::consumer::DeliverySink;
 use super::ledger;
 use super::message::{addressed_attempt, death_reason};
@@ -24,6 +24,8 @@ pub(crate) struct DeadLetterSink {
     pub clock: Arc<dyn Clock>,
     /// Wakes the relay when a job is to be published again.
     pub relay: Arc<Notify>,
+    /// How long an ack may take (the broker's operation deadline).
+    pub ack_deadline: std::time::Duration,
 }
 
 impl DeadLetterSink {
@@ -55,7 +57,8 @@ impl DeliverySink for DeadLetterSink {
     async fn deliver(&self, delivery: Delivery, _generation: u64) {
         match self.record(&delivery).await {
             Ok(()) => {
-                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                let acking = delivery.acker.ack(BasicAckOptions::default());
+                let _ = within(self.ack_deadline, "basic.ack", acking).await;
             }
             Err(error) => {
                 // Keep it: the ledger is unreachable, and it must hear of this death.
@@ -65,7 +68,12 @@ impl DeliverySink for DeadLetterSink {
                     multiple: false,
                     requeue: true,
                 };
-                let _ = delivery.acker.nack(options).await;
+                let _ = within(
+                    self.ack_deadline,
+                    "basic.nack",
+                    delivery.acker.nack(options),
+                )
+                .await;
             }
         }
     }

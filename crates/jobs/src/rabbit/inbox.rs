@@ -6,7 +6,7 @@
 //! message acknowledged. A consumer whose connection breaks loses its messages (the
 //! broker requeues them) and starts again on the next session.
 
-use super::broker::{Broker, Session};
+use super::broker::{within, Broker, Session};
 use super::consumer::{consume_forever, DeliverySink};
 use super::message::addressed_attempt;
 use crate::error::JobError;
@@ -28,6 +28,8 @@ pub(crate) struct Received {
     /// The connection it came on: its acker is useless once that connection is gone.
     pub generation: u64,
     pub acker: Acker,
+    /// How long an ack may take: on a silent connection it is never written.
+    pub deadline: Duration,
 }
 
 impl Received {
@@ -35,7 +37,8 @@ impl Received {
     /// is gone, and then the broker has requeued it already and the ledger will turn the
     /// copy away.
     pub(crate) async fn ack(&self) {
-        if let Err(error) = self.acker.ack(BasicAckOptions::default()).await {
+        let acking = self.acker.ack(BasicAckOptions::default());
+        if let Err(error) = within(self.deadline, "basic.ack", acking).await {
             tracing::debug!(job_id = %self.job_id, error = %error, "ack of a message on a lost connection");
         }
     }
@@ -47,7 +50,8 @@ impl Received {
             multiple: false,
             requeue: false,
         };
-        if let Err(error) = self.acker.nack(options).await {
+        let rejecting = self.acker.nack(options);
+        if let Err(error) = within(self.deadline, "basic.nack", rejecting).await {
             tracing::debug!(job_id = %self.job_id, error = %error, "nack of a message on a lost connection");
         }
     }
@@ -175,6 +179,7 @@ impl Inbox {
         buffers.insert(queue.to_owned(), Arc::clone(&buffer));
         let sink = Arc::new(QueueSink {
             queue: queue.to_owned(),
+            ack_deadline: self.broker.operation_timeout(),
             buffer: Arc::clone(&buffer),
             wake_ups: self.wake_ups.clone(),
         });
@@ -192,6 +197,7 @@ impl Inbox {
 /// Files one job queue's messages into its buffer.
 struct QueueSink {
     queue: String,
+    ack_deadline: Duration,
     buffer: Arc<QueueBuffer>,
     wake_ups: broadcast::Sender<String>,
 }
@@ -209,7 +215,12 @@ impl DeliverySink for QueueSink {
                 multiple: false,
                 requeue: false,
             };
-            let _ = delivery.acker.nack(options).await;
+            let _ = within(
+                self.ack_deadline,
+                "basic.nack",
+                delivery.acker.nack(options),
+            )
+            .await;
             return;
         };
         lock(&self.buffer.waiting).push_back(Received {
@@ -217,6 +228,7 @@ impl DeliverySink for QueueSink {
             attempt,
             generation,
             acker: delivery.acker,
+            deadline: self.ack_deadline,
         });
         self.buffer.arrived.notify_waiters();
         // Nobody idle to wake is fine.

@@ -15,7 +15,7 @@ use crate::error::JobError;
 use crate::model::LeasedJob;
 use crate::sql_queue::{leased_from_row, LEASED_COLUMNS};
 use loadstar_core::Id;
-use loadstar_store::sql::{query, AssertSqlSafe, Row, Transaction};
+use loadstar_store::sql::{query, Any, AssertSqlSafe, Executor, Row, Transaction};
 use std::time::Duration;
 
 /// An earlier job with the same ordering key is still to run or running.
@@ -24,14 +24,17 @@ const ORDERING_BLOCKED: &str =
     AND p.id < j.id AND p.state IN ('available', 'running'))";
 
 /// Due jobs that have no message for their next attempt, best priority first. On
-/// PostgreSQL `row_locking` is `FOR UPDATE SKIP LOCKED`, so relays in several processes
-/// publish disjoint rows.
-pub(crate) async fn due_for_dispatch(
-    tx: &mut Transaction,
+/// PostgreSQL `row_locking` is `FOR UPDATE SKIP LOCKED` (run inside a transaction), so
+/// relays in several processes publish disjoint rows.
+pub(crate) async fn due_for_dispatch<'e, E>(
+    executor: E,
     now: SqlNow,
     limit: u32,
     row_locking: &str,
-) -> Result<Vec<Dispatch>, JobError> {
+) -> Result<Vec<Dispatch>, JobError>
+where
+    E: Executor<'e, Database = Any>,
+{
     // The time to live left is the database's to say too: the broker counts it down.
     let rows = query(AssertSqlSafe(format!(
         "SELECT j.id, j.queue, j.kind, j.attempt, j.expires_at - {now} AS expires_in, \
@@ -43,7 +46,7 @@ pub(crate) async fn due_for_dispatch(
     )))
     .bind(now.bind())
     .bind(i64::from(limit))
-    .fetch_all(&mut **tx)
+    .fetch_all(executor)
     .await?;
     rows.iter()
         .map(|row| {
@@ -62,21 +65,43 @@ pub(crate) async fn due_for_dispatch(
         .collect()
 }
 
-/// Records that a confirmed message exists for the next attempt of each of `ids`.
-pub(crate) async fn mark_dispatched(tx: &mut Transaction, ids: &[Id]) -> Result<(), JobError> {
-    if ids.is_empty() {
+/// Records that a confirmed message exists for the attempt each of `published` delivers.
+/// Names the attempt rather than "the next one": where the rows were not locked while
+/// publishing (SQLite), a worker may have leased the job from its message already, and
+/// the mark must not then claim a message for the attempt after.
+pub(crate) async fn mark_dispatched<'e, E>(
+    executor: E,
+    published: &[Dispatch],
+) -> Result<(), JobError>
+where
+    E: Executor<'e, Database = Any>,
+{
+    if published.is_empty() {
         return Ok(());
     }
-    let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let pairs: Vec<String> = (0..published.len())
+        .map(|n| {
+            format!(
+                "(CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+                2 * n + 1,
+                2 * n + 2
+            )
+        })
+        .collect();
     let sql = format!(
-        "UPDATE jobs SET dispatched_attempt = attempt + 1 WHERE id IN ({})",
-        placeholders.join(", ")
+        "WITH published (id, attempt) AS (VALUES {}) \
+         UPDATE jobs SET dispatched_attempt = published.attempt FROM published \
+         WHERE jobs.id = published.id \
+           AND COALESCE(jobs.dispatched_attempt, 0) < published.attempt",
+        pairs.join(", ")
     );
     let mut statement = query(AssertSqlSafe(sql.as_str()));
-    for id in ids {
-        statement = statement.bind(id.as_i64());
+    for dispatch in published {
+        statement = statement
+            .bind(dispatch.job_id.as_i64())
+            .bind(i64::from(dispatch.attempt));
     }
-    statement.execute(&mut **tx).await?;
+    statement.execute(executor).await?;
     Ok(())
 }
 

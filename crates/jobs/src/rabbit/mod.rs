@@ -40,7 +40,7 @@ use crate::queue::JobQueue;
 use crate::retry_policy::RetryPolicy;
 use crate::sql_queue::SqlJobQueue;
 use async_trait::async_trait;
-use broker::Broker;
+use broker::{Broker, BrokerSettings};
 use inbox::{Inbox, Received};
 use loadstar_core::{Id, Timestamp};
 use loadstar_store::sql::Transaction;
@@ -54,8 +54,15 @@ use topology::Topology;
 /// How to reach and use the broker.
 #[derive(Debug, Clone)]
 pub struct RabbitSettings {
-    /// `amqp://user:pass@host:5672/%2f`; `?heartbeat=10` detects dead peers sooner.
+    /// `amqp://user:pass@host:5672/%2f`; a `?heartbeat=` in it overrides `heartbeat`.
     pub url: String,
+    /// The AMQP heartbeat proposed to the broker: a connection that has been silent for
+    /// two intervals is given up, so a consumer on a dead network resumes within about
+    /// that long (lapin otherwise takes the broker's 60 s, and notices after 120 s).
+    pub heartbeat: Duration,
+    /// The deadline of every broker operation: connect, declare, consume, publish and
+    /// confirm, ack. Past it the connection is treated as lost and made anew.
+    pub operation_timeout: Duration,
     /// Prefix of every exchange and queue name, so deployments can share a broker.
     pub prefix: String,
     /// Unacknowledged messages per queue consumer in this process: running jobs plus the
@@ -76,6 +83,8 @@ impl RabbitSettings {
         Self {
             url: url.into(),
             prefix: "loadstar".to_owned(),
+            heartbeat: Duration::from_secs(5),
+            operation_timeout: Duration::from_secs(5),
             prefetch: 64,
             fetch_wait: Duration::ZERO,
             relay_poll: Duration::from_millis(100),
@@ -101,7 +110,14 @@ impl RabbitJobQueue {
     pub fn start(ledger: SqlJobQueue, settings: RabbitSettings) -> Self {
         let stop = CancellationToken::new();
         let topology = Topology::new(settings.prefix.clone(), settings.idle_queue_expiry);
-        let broker = Arc::new(Broker::new(settings.url.clone(), topology));
+        let broker = Arc::new(Broker::new(
+            BrokerSettings {
+                url: settings.url.clone(),
+                heartbeat: settings.heartbeat,
+                operation_timeout: settings.operation_timeout,
+            },
+            topology,
+        ));
         let relay_wake = Arc::new(Notify::new());
         let inbox = Arc::new(Inbox::new(
             Arc::clone(&broker),
@@ -119,6 +135,7 @@ impl RabbitJobQueue {
             db: ledger.database().clone(),
             clock: Arc::clone(ledger.clock()),
             relay: Arc::clone(&relay_wake),
+            ack_deadline: settings.operation_timeout,
         });
         tokio::spawn(consumer::consume_forever(
             Arc::clone(&broker),

@@ -9,7 +9,7 @@
 //! copy) but never loses one. Retries, delayed jobs, lease expiries and operator retries
 //! all become due rows again and take the same path.
 
-use super::broker::{unavailable, Broker};
+use super::broker::Broker;
 use super::ledger;
 use super::message::Dispatch;
 use crate::error::JobError;
@@ -18,9 +18,9 @@ use crate::sql_queue::SqlJobQueue;
 use crate::worker::next_wake_up;
 use lapin::options::BasicPublishOptions;
 use lapin::Confirmation;
-use loadstar_core::Id;
+use loadstar_store::Backend;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -42,11 +42,26 @@ impl Relay {
     pub(crate) async fn run(self, stop: CancellationToken) {
         let mut notifications = JobQueue::subscribe(&self.ledger);
         let mut backoff = Duration::from_millis(100);
+        let mut failing_since: Option<Instant> = None;
         loop {
             match self.drain().await {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    if let Some(since) = failing_since.take() {
+                        tracing::info!(
+                            stalled_for_ms = since.elapsed().as_millis() as u64,
+                            "job relay publishing again"
+                        );
+                    }
+                }
                 Err(error) => {
-                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "job relay cannot publish; retrying");
+                    // One line when publishing stops; the retries are debug lines.
+                    if failing_since.is_none() {
+                        failing_since = Some(Instant::now());
+                        tracing::warn!(error = %error, "job relay cannot publish; due jobs wait in the ledger, retrying");
+                    } else {
+                        tracing::debug!(error = %error, retry_in_ms = backoff.as_millis() as u64, "job relay still cannot publish");
+                    }
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(backoff) => {}
@@ -71,49 +86,70 @@ impl Relay {
     }
 
     /// Publishes one batch; returns how many rows it dispatched.
+    ///
+    /// On PostgreSQL the rows stay locked (`SKIP LOCKED` for other relays) from selection
+    /// to mark. SQLite has one writer for everything, and a write transaction held across
+    /// a broker round trip would stall every order for as long as the broker takes to
+    /// answer (up to the operation deadline on a silent network), so there the rows are
+    /// read, published, then marked in a statement of its own; a crash in between
+    /// publishes them again, which the ledger turns away as it does any duplicate.
     async fn pass(&self) -> Result<usize, JobError> {
         let db = self.ledger.database();
-        let mut tx = db.writer().begin().await?;
-        let due =
-            ledger::due_for_dispatch(&mut tx, self.ledger.now(), BATCH, self.ledger.row_locking())
-                .await?;
-        if due.is_empty() {
-            tx.commit().await?;
-            return Ok(0);
+        let now = self.ledger.now();
+        if db.backend() == Backend::Sqlite {
+            let due = ledger::due_for_dispatch(db.writer(), now, BATCH, "").await?;
+            if !due.is_empty() {
+                self.publish_confirmed(&due).await?;
+                ledger::mark_dispatched(db.writer(), &due).await?;
+            }
+            return Ok(due.len());
         }
-        self.publish_confirmed(&due).await?;
-        let ids: Vec<Id> = due.iter().map(|dispatch| dispatch.job_id).collect();
-        ledger::mark_dispatched(&mut tx, &ids).await?;
+        let mut tx = db.writer().begin().await?;
+        let due = ledger::due_for_dispatch(&mut *tx, now, BATCH, self.ledger.row_locking()).await?;
+        if !due.is_empty() {
+            self.publish_confirmed(&due).await?;
+            ledger::mark_dispatched(&mut *tx, &due).await?;
+        }
         tx.commit().await?;
         tracing::debug!(published = due.len(), "job relay published");
         Ok(due.len())
     }
 
-    /// Publishes every message, then waits for the broker to confirm each one.
+    /// Publishes every message, then waits for the broker to confirm each one: all of
+    /// them within one operation deadline, the batch's publishes within another.
     async fn publish_confirmed(&self, due: &[Dispatch]) -> Result<(), JobError> {
         let session = self.broker.session().await?;
         let outcome = async {
             let mut confirms = Vec::with_capacity(due.len());
             for dispatch in due {
                 self.broker.ensure_queue(&session, &dispatch.queue).await?;
-                let confirm = session
-                    .publisher
-                    .basic_publish(
-                        self.broker.topology.jobs_exchange().into(),
-                        dispatch.queue.as_str().into(),
-                        BasicPublishOptions {
-                            mandatory: true,
-                            ..BasicPublishOptions::default()
-                        },
-                        &[],
-                        dispatch.properties(),
+                let confirm = self
+                    .broker
+                    .within(
+                        "basic.publish",
+                        session.publisher.basic_publish(
+                            self.broker.topology.jobs_exchange().into(),
+                            dispatch.queue.as_str().into(),
+                            BasicPublishOptions {
+                                mandatory: true,
+                                ..BasicPublishOptions::default()
+                            },
+                            &[],
+                            dispatch.properties(),
+                        ),
                     )
-                    .await
-                    .map_err(unavailable)?;
+                    .await?;
                 confirms.push(confirm);
             }
-            for confirm in confirms {
-                match confirm.await.map_err(unavailable)? {
+            let confirmations = self
+                .broker
+                .within(
+                    "publisher confirms",
+                    futures::future::try_join_all(confirms),
+                )
+                .await?;
+            for confirmation in confirmations {
+                match confirmation {
                     Confirmation::Ack(None) => {}
                     Confirmation::Ack(Some(_)) => {
                         return Err(JobError::Unavailable(
@@ -131,7 +167,7 @@ impl Relay {
         }
         .await;
         if outcome.is_err() {
-            self.broker.discard(&session).await;
+            self.broker.discard(&session);
         }
         outcome
     }
