@@ -13,6 +13,7 @@
 #   BACKEND=rabbitmq bench/soak.sh                  # jobs on RabbitMQ, ledger on PostgreSQL
 #   BIN=/path/to/loadstar bench/soak.sh             # another build of the server
 #   READ_CONNECTIONS=0 ORDER_RATE=400 bench/soak.sh # orders only: the pipeline's own ceiling
+#   SERVER_ENV_EXTRA="LOADSTAR_WORKERS__A__CONCURRENCY=8 ..." bench/soak.sh  # more server settings
 #
 # Loopback only; every process it starts is stopped and its scratch data removed.
 set -euo pipefail
@@ -26,7 +27,8 @@ ORDER_RATE=${ORDER_RATE:-100}
 READ_CONNECTIONS=${READ_CONNECTIONS:-16}
 BACKEND=${BACKEND:-sqlite}
 SIM_PORT=${SIM_PORT:-19090}
-LOADTEST=target/release/loadstar-loadtest
+RELEASE_DIR=${CARGO_TARGET_DIR:-target}/release
+LOADTEST=$RELEASE_DIR/loadstar-loadtest
 SIM_PID="" WRK_PID="" ORDERS_PID="" DATABASE="" ADMIN_URL=""
 
 cleanup() {
@@ -48,7 +50,7 @@ echo "building release binaries" >&2
 cargo build --release --quiet -p loadstar-loadtest
 if [[ -z "${BIN:-}" ]]; then
     cargo build --release --quiet -p loadstar
-    BIN=target/release/loadstar
+    BIN=$RELEASE_DIR/loadstar
 fi
 
 SERVER_ENV=(LOADSTAR_PAYMENTS__URL="http://127.0.0.1:$SIM_PORT")
@@ -75,6 +77,8 @@ case "$BACKEND" in
     *) echo "BACKEND must be sqlite, postgres or rabbitmq" >&2; exit 1 ;;
 esac
 SERVER_ENV+=(LOADSTAR_DATABASE__URL="$DATABASE_URL")
+# shellcheck disable=SC2206 # NAME=value words, split on purpose
+SERVER_ENV+=(${SERVER_ENV_EXTRA:-})
 
 # The payment provider, with room for every charge.
 "$BIN" sim payments --listen "127.0.0.1:$SIM_PORT" --capacity 100000 >"$WORK/sim.log" 2>&1 &

@@ -5,9 +5,14 @@
 //! its lease runs down). When a job finishes it fetches again only once at least half its
 //! slots are free, so a busy pool takes its backlog in batches instead of one round trip
 //! per finished job; a wake-up from the backend or the poll timer fetches for any free
-//! slot, so new work never waits for a busy pool to half empty. A fetch round asks each of
-//! its queues in turn until the free slots are filled, so queues with nothing due cost a
-//! round trip each, never a poll interval. It renews each lease at a
+//! slot, so new work never waits for a busy pool to half empty. A fetch round gives each
+//! of its queues an equal share of the free slots first and the leftovers to the queues
+//! that filled their share, so a queue with a backlog (a pipeline's intake) cannot starve
+//! the others (its follow-up jobs). A queue found empty passes its turn on at once and is
+//! not asked again until a wake-up names it or the next poll tick (a fixed schedule, so a
+//! busy pool still looks every poll interval): on SQLite every fetch is a statement on the
+//! single writer, and asking idle queues on every round cost the busy ones. It renews
+//! each lease at a
 //! third of its length while the handler runs, and acknowledges only after the handler
 //! succeeded. On shutdown it stops fetching, lets running handlers finish within the grace
 //! period, and abandons the rest: their leases expire and another worker takes them, so
@@ -73,7 +78,7 @@ impl PoolSettings {
         Self {
             name: name.into(),
             queues,
-            concurrency: 8,
+            concurrency: loadstar_core::config::DEFAULT_WORKER_CONCURRENCY,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(200),
             shutdown_grace: Duration::from_secs(30),
@@ -146,58 +151,90 @@ impl WorkerPool {
         // True on start and after a wake-up or a poll tick: then any free slot is worth a
         // fetch. A finished job alone waits for `batch` free slots.
         let mut any_free_slot = true;
+        // Queues a fetch found empty: skipped until the next poll tick or a wake-up that
+        // names them. The tick is a fixed schedule, not a timer restarted by every finished
+        // job, so a busy pool still looks at them once per poll interval.
+        let mut known_empty = vec![false; pool.settings.queues.len()];
+        let mut next_poll = tokio::time::Instant::now() + pool.settings.poll_interval;
         // Fetch failures are logged when they start and when they end, not once a poll.
         let mut failing_since: Option<std::time::Instant> = None;
         while !shutdown.is_cancelled() {
             while running.try_join_next().is_some() {}
+            if tokio::time::Instant::now() >= next_poll {
+                known_empty.fill(false);
+                any_free_slot = true;
+                next_poll = tokio::time::Instant::now() + pool.settings.poll_interval;
+            }
             let free = slots.available_permits();
             let mut fetched = 0;
             let worth_fetching = free > 0 && (free >= batch || running.is_empty() || any_free_slot);
             any_free_slot = false;
             if worth_fetching {
-                // One round: each queue in turn (starting one further each round, so no
-                // queue is always asked first) until the free slots are filled. A queue
-                // with nothing due passes the turn on at once; the pool waits only when a
-                // whole round found nothing.
+                // One round: every queue not known to be empty, in turn (starting one
+                // further each round, so no queue is always asked first), first for an equal
+                // share of the free slots, then the queues that filled their share for what
+                // is left. A queue with a backlog cannot take every slot from the others
+                // (the follow-up jobs of a pipeline would wait behind its intake), and the
+                // pool waits only when a whole round found nothing.
                 let queues = pool.settings.queues.len();
                 let first = next_queue;
                 next_queue = next_queue.wrapping_add(1);
-                for turn in 0..queues {
-                    let free = slots.available_permits();
-                    if free == 0 {
-                        break;
-                    }
-                    let queue_name = &pool.settings.queues[first.wrapping_add(turn) % queues];
-                    match pool
-                        .queue
-                        .fetch(
-                            queue_name,
-                            &pool.worker_id,
-                            pool.settings.lease,
-                            free as u32,
-                        )
-                        .await
-                    {
-                        Ok(jobs) => {
-                            if let Some(since) = failing_since.take() {
-                                tracing::info!(pool = %pool.settings.name, failed_for_ms = since.elapsed().as_millis() as u64, "fetching jobs works again");
-                            }
-                            fetched += jobs.len();
-                            for job in jobs {
-                                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-                                    break;
-                                };
-                                let pool = Arc::clone(&pool);
-                                running.spawn(async move {
-                                    pool.run_one(job).await;
-                                    drop(permit);
-                                });
-                            }
+                let candidates: Vec<usize> = (0..queues)
+                    .map(|turn| first.wrapping_add(turn) % queues)
+                    .filter(|&index| !known_empty[index])
+                    .collect();
+                let share = first_pass_share(free, candidates.len());
+                let mut may_have_more = Vec::new();
+                for pass in 0..2 {
+                    let turns = if pass == 0 {
+                        candidates.clone()
+                    } else {
+                        std::mem::take(&mut may_have_more)
+                    };
+                    for queue_index in turns {
+                        let free = slots.available_permits();
+                        if free == 0 {
+                            break;
                         }
-                        Err(error) => {
-                            if failing_since.is_none() {
-                                failing_since = Some(std::time::Instant::now());
-                                tracing::warn!(pool = %pool.settings.name, queue = %queue_name, error = %error, "fetching jobs fails; polling on until it works");
+                        let wanted = if pass == 0 { share.min(free) } else { free };
+                        let queue_name = &pool.settings.queues[queue_index];
+                        match pool
+                            .queue
+                            .fetch(
+                                queue_name,
+                                &pool.worker_id,
+                                pool.settings.lease,
+                                u32::try_from(wanted).unwrap_or(u32::MAX),
+                            )
+                            .await
+                        {
+                            Ok(jobs) => {
+                                if let Some(since) = failing_since.take() {
+                                    tracing::info!(pool = %pool.settings.name, failed_for_ms = since.elapsed().as_millis() as u64, "fetching jobs works again");
+                                }
+                                if jobs.is_empty() {
+                                    known_empty[queue_index] = true;
+                                } else if jobs.len() == wanted {
+                                    may_have_more.push(queue_index);
+                                }
+                                fetched += jobs.len();
+                                for job in jobs {
+                                    let Ok(permit) = Arc::clone(&slots).acquire_owned().await
+                                    else {
+                                        break;
+                                    };
+                                    let pool = Arc::clone(&pool);
+                                    running.spawn(async move {
+                                        pool.run_one(job).await;
+                                        drop(permit);
+                                    });
+                                }
+                            }
+                            Err(error) => {
+                                if failing_since.is_none() {
+                                    failing_since = Some(std::time::Instant::now());
+                                    tracing::warn!(pool = %pool.settings.name, queue = %queue_name, error = %error, "fetching jobs fails; polling on until it works");
+                                }
                             }
                         }
                     }
@@ -206,14 +243,29 @@ impl WorkerPool {
             if fetched == 0 {
                 tokio::select! {
                     () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(pool.settings.poll_interval) => any_free_slot = true,
+                    () = tokio::time::sleep_until(next_poll) => {}
                     Some(_) = running.join_next(), if !running.is_empty() => {}
                     Some(queue) = next_wake_up(&mut wake_ups) => {
                         any_free_slot = true;
-                        // Serve the queue that has work first.
-                        if let Some(index) = pool.settings.queues.iter().position(|q| *q == queue) {
-                            next_queue = index;
+                        match pool.settings.queues.iter().position(|q| *q == queue) {
+                            // Serve the queue that has work first.
+                            Some(index) => {
+                                known_empty[index] = false;
+                                next_queue = index;
+                            }
+                            // Wake-ups were missed: any queue may have work.
+                            None if queue.is_empty() => known_empty.fill(false),
+                            None => {}
                         }
+                    }
+                }
+            } else {
+                // Wake-ups that arrived while fetching still clear their queues.
+                while let Some(queue) = try_next_wake_up(&mut wake_ups) {
+                    match pool.settings.queues.iter().position(|q| *q == queue) {
+                        Some(index) => known_empty[index] = false,
+                        None if queue.is_empty() => known_empty.fill(false),
+                        None => {}
                     }
                 }
             }
@@ -364,6 +416,23 @@ impl WorkerPool {
     }
 }
 
+/// The slots each queue may take in the first pass of a fetch round: an equal share of
+/// `free` among `queues`, rounded up so that no slot is left out.
+fn first_pass_share(free: usize, queues: usize) -> usize {
+    free.div_ceil(queues.max(1)).max(1)
+}
+
+/// A queue name the backend pushed since the last look, without waiting.
+fn try_next_wake_up(
+    wake_ups: &mut Option<tokio::sync::broadcast::Receiver<String>>,
+) -> Option<String> {
+    match wake_ups.as_mut()?.try_recv() {
+        Ok(queue) => Some(queue),
+        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => Some(String::new()),
+        Err(_) => None,
+    }
+}
+
 /// The next queue name pushed by the backend; pending forever without a channel.
 pub(crate) async fn next_wake_up(
     wake_ups: &mut Option<tokio::sync::broadcast::Receiver<String>>,
@@ -379,5 +448,19 @@ pub(crate) async fn next_wake_up(
             }
         },
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_pass_share;
+
+    #[test]
+    fn a_fetch_round_shares_the_free_slots_among_the_queues_it_asks() {
+        assert_eq!(first_pass_share(32, 4), 8);
+        assert_eq!(first_pass_share(5, 2), 3);
+        assert_eq!(first_pass_share(1, 4), 1);
+        assert_eq!(first_pass_share(16, 1), 16);
+        assert_eq!(first_pass_share(16, 0), 16);
     }
 }

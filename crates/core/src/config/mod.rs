@@ -244,6 +244,12 @@ pub enum LogFormat {
     Text,
 }
 
+/// Jobs a worker pool runs at once unless configured otherwise. Handlers mostly wait (on
+/// the database, on an external system), so slots are cheap; with 8 the default pool on
+/// SQLite fell behind at ~250 orders/s, every slot waiting its turn on the single writer
+/// (`docs/performance.md`, issue 9 item 3).
+pub const DEFAULT_WORKER_CONCURRENCY: usize = 32;
+
 /// One pool of workers (`[workers.<name>]`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -261,7 +267,7 @@ impl Default for WorkerPoolConfig {
     fn default() -> Self {
         Self {
             queues: vec!["default".to_owned()],
-            concurrency: 8,
+            concurrency: DEFAULT_WORKER_CONCURRENCY,
             rate_limit_per_sec: 0,
         }
     }

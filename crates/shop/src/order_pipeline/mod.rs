@@ -99,7 +99,11 @@ pub async fn enqueue_for_new_order(
 pub fn worker_pools(state: &ShopState, config: &Config) -> Vec<WorkerPool> {
     let context = Arc::new(PipelineContext::new(state.clone(), config));
     let pools: Vec<(String, Vec<String>, usize)> = if config.workers.is_empty() {
-        vec![("default".to_owned(), queues(), 8)]
+        vec![(
+            "default".to_owned(),
+            queues(),
+            loadstar_core::config::DEFAULT_WORKER_CONCURRENCY,
+        )]
     } else {
         config
             .workers
